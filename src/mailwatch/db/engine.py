@@ -1,0 +1,123 @@
+"""Engine and sessions, SQLite pragmas, and the schema's version check and upgrade."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import structlog
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailwatch.errors import SchemaError, TransientError
+from mailwatch.resources import packaged_dir
+
+log = structlog.get_logger(__name__)
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",  # readers never block the writer
+    "PRAGMA synchronous=NORMAL",  # durable at each checkpoint; safe with WAL
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",  # wait for `mailwatch threads` etc. instead of failing
+)
+
+
+def _apply_sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """Create an engine for a SQLite or PostgreSQL URL with mailwatch's settings."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _apply_sqlite_pragmas)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _alembic_config(engine_connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(packaged_dir("migrations")))
+    config.attributes["connection"] = engine_connection
+    return config
+
+
+class Database:
+    """The database mailwatch logs to: sessions plus schema management."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def _make_sqlite_folder(self) -> None:
+        # SQLite creates the file but not its folder; done on first use, not at import.
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    def schema_revision(self) -> str | None:
+        """The revision the database is at, or None for an empty database."""
+        self._make_sqlite_folder()
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def head_revision(self) -> str:
+        with self.engine.connect() as connection:
+            script = ScriptDirectory.from_config(_alembic_config(connection))
+            return script.get_current_head()
+
+    def upgrade(self) -> None:
+        """Apply every migration up to this version's head."""
+        self._make_sqlite_folder()
+        with self.engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "head")
+
+    def ensure_schema(self) -> None:
+        """Create the schema in an empty database; refuse one that does not match."""
+        current, head = self.schema_revision(), self.head_revision()
+        if current == head:
+            return
+        if current is None:
+            log.info("schema_created", revision=head)
+            self.upgrade()
+            return
+        with self.engine.connect() as connection:
+            script = ScriptDirectory.from_config(_alembic_config(connection))
+            known = {rev.revision for rev in script.walk_revisions()}
+        if current not in known:
+            raise SchemaError(
+                f"the database schema ({current}) is newer than this mailwatch knows "
+                f"(head {head}); upgrade mailwatch or point it at another database"
+            )
+        raise SchemaError(
+            f"the database schema ({current}) is older than this mailwatch ({head}); "
+            "run `mailwatch db upgrade` first"
+        )
+
+    def ping(self) -> None:
+        """Reach the database, or raise TransientError saying why not."""
+        self._make_sqlite_folder()
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError as exc:
+            raise TransientError(f"database unreachable: {exc.__class__.__name__}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
