@@ -1,0 +1,283 @@
+"""Throwaway local servers for the demo, the tests and the benchmarks.
+
+A real Dovecot, started unprivileged on free loopback ports with its own config and
+maildirs in a temporary folder. Every login name is accepted with one password, so each
+test can use a fresh, empty account. Never used by the service itself.
+"""
+
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+DOVECOT_BINARY = "/usr/sbin/dovecot"
+UNPRIVILEGED_USER = "nobody"  # when started as root, Dovecot runs as this user
+STARTUP_TIMEOUT_S = 15.0
+
+DOVECOT_CONF = """\
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+instance_name = mailwatch-{port}
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{root}/tls/server.pem
+ssl_key = <{root}/tls/server.key
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {user}
+default_internal_group = {group}
+default_login_user = {user}
+mail_location = maildir:{root}/mail/%u
+mail_uid = {user}
+mail_gid = {group}
+first_valid_uid = 0
+passdb {{
+  driver = static
+  args = password={password}
+}}
+userdb {{
+  driver = static
+  args = home={root}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = {tls_port}
+  }}
+}}
+protocol imap {{
+  mail_max_userip_connections = 1000
+}}
+"""
+SERVICES_AS_USER = ("anvil", "auth", "auth-worker", "config", "dict", "imap", "indexer-worker", "log", "stats")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def make_tls_files(folder: Path) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost; returns the CA file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = folder / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    quiet = {"check": True, "capture_output": True}
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=mailwatch test CA", "-keyout", ca_key, "-out", ca], **quiet)
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                    "-keyout", key, "-out", csr], **quiet)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                    "-days", "2", "-extfile", ext, "-out", cert], **quiet)
+    return ca
+
+
+@dataclass
+class Dovecot:
+    """A running throwaway Dovecot; `append` puts mail in, `client` reads it back."""
+
+    root: Path
+    port: int
+    tls_port: int
+    ca_file: Path
+    password: str = "secret"
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = None
+
+    @classmethod
+    def create(cls, root: Path | None = None) -> "Dovecot":
+        root = Path(root or tempfile.mkdtemp(prefix="mailwatch-dovecot-"))
+        server = cls(root=root, port=free_port(), tls_port=free_port(), ca_file=make_tls_files(root / "tls"))
+        server._write_config()
+        return server
+
+    def _write_config(self) -> None:
+        user, group = self._run_as()
+        for sub in ("run", "state", "mail"):
+            (self.root / sub).mkdir(exist_ok=True)
+        conf = DOVECOT_CONF.format(root=self.root, port=self.port, tls_port=self.tls_port,
+                                   user=user, group=group, password=self.password)
+        conf += "".join(f"service {name} {{\n  user = {user}\n}}\n" for name in SERVICES_AS_USER)
+        conf += "service anvil {\n  chroot =\n}\n"
+        (self.root / "dovecot.conf").write_text(conf)
+        if os.geteuid() == 0:
+            self.root.chmod(0o755)
+            entry = pwd.getpwnam(user)
+            for path in [self.root, *self.root.rglob("*")]:
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    @staticmethod
+    def _run_as() -> tuple[str, str]:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(UNPRIVILEGED_USER)
+        else:
+            entry = pwd.getpwuid(os.geteuid())
+        return entry.pw_name, grp.getgrgid(entry.pw_gid).gr_name
+
+    def start(self) -> None:
+        """Start Dovecot in the foreground of a child process and wait for its port."""
+        command = [DOVECOT_BINARY, "-F", "-c", str(self.root / "dovecot.conf")]
+        kwargs = {}
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(UNPRIVILEGED_USER)
+            kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+        if not wait_for_port(self.port, STARTUP_TIMEOUT_S):
+            self.stop()
+            raise RuntimeError(f"Dovecot did not start; see {self.root / 'dovecot.log'}")
+
+    def stop(self) -> None:
+        """Stop Dovecot and wait for it to exit (its mail stays for a restart)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @contextmanager
+    def client(self, user: str) -> Iterator[IMAPClient]:
+        """A logged-in plain IMAP client for `user`."""
+        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=30)
+        client.login(user, self.password)
+        try:
+            yield client
+        finally:
+            client.logout()
+
+    def append(self, user: str, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = (),
+               msg_time: datetime | None = None) -> int:
+        """APPEND one message (creating the folder if needed); returns its UID."""
+        with self.client(user) as client:
+            return self._append(client, folder, raw, flags, msg_time)
+
+    def append_many(self, user: str, raws: list[bytes], folder: str = "INBOX",
+                    msg_time: datetime | None = None) -> list[int]:
+        """APPEND several messages over one connection."""
+        with self.client(user) as client:
+            return [self._append(client, folder, raw, (), msg_time) for raw in raws]
+
+    @staticmethod
+    def _append(client: IMAPClient, folder: str, raw: bytes, flags, msg_time) -> int:
+        if not client.folder_exists(folder):
+            client.create_folder(folder)
+        response = client.append(folder, raw, flags=flags, msg_time=msg_time)
+        return int(response.split(b"APPENDUID ")[1].split(b" ")[1].rstrip(b"]"))
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    """One message as the SMTP sink accepted it."""
+
+    envelope_from: str
+    recipients: tuple[str, ...]
+    content: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return BytesParser(policy=default).parsebytes(self.content)
+
+
+class SinkHandler:
+    """aiosmtpd handler: records mail; answers with scripted errors when told to."""
+
+    def __init__(self) -> None:
+        self.received: list[ReceivedMail] = []
+        self.scripted: list[str] = []  # answers to the next DATA commands, e.g. "451 4.3.0 busy"
+        self.rejected: set[str] = set()  # recipients answered with 550
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
+        if address.lower() in self.rejected:
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        with self.lock:
+            if self.scripted:
+                return self.scripted.pop(0)
+            sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from  # "" is MAIL FROM:<>
+            self.received.append(ReceivedMail(sender, tuple(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 Message accepted"
+
+
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.handler = SinkHandler()
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.controller = None
+
+    def start(self) -> None:
+        """Listen on the sink's port (again, after a stop: what it received is kept)."""
+        from aiosmtpd.controller import Controller  # a test/demo dependency only
+
+        self.controller = Controller(self.handler, hostname=self.host, port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused until the next start."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def received(self) -> list[ReceivedMail]:
+        with self.handler.lock:
+            return list(self.handler.received)
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> list[ReceivedMail]:
+        """Wait until at least `count` messages arrived; returns all received so far."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.received
+
+    def to(self, address: str) -> list[ReceivedMail]:
+        """Everything received for one recipient."""
+        return [mail for mail in self.received if address.lower() in (r.lower() for r in mail.recipients)]

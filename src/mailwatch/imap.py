@@ -1,0 +1,193 @@
+"""IMAP access with imapclient: login, folder status, incremental fetch.
+
+Everything here blocks; callers run each connection in its own worker thread
+(`asyncio.to_thread`) so the event loop never waits on the network.
+"""
+
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from mailwatch.errors import AuthenticationError, TransientError
+
+log = structlog.get_logger(__name__)
+
+FETCH_BATCH_SIZE = 250  # UIDs per FETCH: few round trips, bounded memory
+BODY_PREFIX_BYTES = 16384  # enough text for a snippet; attachments are never downloaded
+FETCH_ITEMS = [
+    b"INTERNALDATE",
+    b"FLAGS",
+    b"RFC822.SIZE",
+    b"BODY.PEEK[HEADER]",  # PEEK: reading must never mark a customer's mail as seen
+    f"BODY.PEEK[TEXT]<0.{BODY_PREFIX_BYTES}>".encode(),
+]
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    highest_modseq: int | None
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    received_at: datetime | None  # INTERNALDATE in UTC: when the server accepted the mail
+    flags: tuple[str, ...]
+    size: int
+    header: bytes
+    body_prefix: bytes
+
+
+@dataclass(frozen=True)
+class ImapEndpoint:
+    """Where and how to connect; the password stays out of repr."""
+
+    host: str
+    port: int
+    security: str  # tls | starttls | none
+    username: str
+    timeout_s: float = 30.0
+    ca_file: Path | None = None
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A verifying TLS context, trusting `ca_file` instead of the system store if given."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+class ImapConnection:
+    """One logged-in IMAP connection."""
+
+    def __init__(self, endpoint: ImapEndpoint, password: str) -> None:
+        self.endpoint = endpoint
+        self._password = password
+        self._client: IMAPClient | None = None
+
+    def __repr__(self) -> str:
+        return f"ImapConnection({self.endpoint.username}@{self.endpoint.host}:{self.endpoint.port})"
+
+    def open(self) -> None:
+        """Connect and log in, translating failures into TransientError/AuthenticationError."""
+        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        try:
+            self._client = self._connect()
+            self._client.login(self.endpoint.username, self._password)
+        except LoginError:
+            self.close()
+            raise AuthenticationError(f"IMAP login refused by {where} for {self.endpoint.username}") from None
+        except ssl.SSLCertVerificationError as exc:
+            self.close()
+            raise TransientError(f"IMAP TLS certificate of {where} not trusted: {exc.verify_message}") from None
+        except (OSError, IMAPClientError) as exc:
+            self.close()
+            raise TransientError(f"IMAP connection to {where} failed: {_describe(exc)}") from None
+        self._client.normalise_times = False  # keep INTERNALDATE's offset: we store UTC
+
+    def _connect(self) -> IMAPClient:
+        endpoint = self.endpoint
+        context = tls_context(endpoint.ca_file)
+        client = IMAPClient(
+            endpoint.host,
+            port=endpoint.port,
+            ssl=endpoint.security == "tls",
+            ssl_context=context,
+            timeout=endpoint.timeout_s,
+        )
+        if endpoint.security == "starttls":
+            client.starttls(context)
+        return client
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise TransientError("IMAP connection is not open")
+        return self._client
+
+    def capabilities(self) -> tuple[bytes, ...]:
+        return tuple(self.client.capabilities())
+
+    def select(self, folder: str) -> FolderStatus:
+        """Open `folder` read-only and report its UIDVALIDITY, UIDNEXT and MODSEQ."""
+        with self._translated(f"SELECT {folder}"):
+            info = self.client.select_folder(folder, readonly=True)
+        modseq = info.get(b"HIGHESTMODSEQ")
+        return FolderStatus(
+            uidvalidity=int(info[b"UIDVALIDITY"]),
+            uidnext=int(info.get(b"UIDNEXT", 0)),
+            exists=int(info.get(b"EXISTS", 0)),
+            highest_modseq=int(modseq) if modseq is not None else None,
+        )
+
+    def fetch_new(self, after_uid: int, batch_size: int = FETCH_BATCH_SIZE) -> Iterator[list[FetchedMessage]]:
+        """Yield the messages with UID > after_uid in the selected folder, a batch at a time."""
+        with self._translated("UID SEARCH"):
+            # "N:*" also matches the highest UID when it is below N, so filter.
+            uids = sorted(uid for uid in self.client.search(["UID", f"{after_uid + 1}:*"]) if uid > after_uid)
+        for start in range(0, len(uids), batch_size):
+            yield self.fetch(uids[start : start + batch_size])
+
+    def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        """Fetch what mailwatch logs about `uids` (never whole attachments)."""
+        with self._translated("UID FETCH"):
+            response = self.client.fetch(list(uids), FETCH_ITEMS)
+        # A UID can vanish between SEARCH and FETCH (expunged meanwhile): skip it.
+        return [_to_fetched(uid, response[uid]) for uid in uids if uid in response]
+
+    def close(self) -> None:
+        """Log out, or at least drop the socket."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except (OSError, IMAPClientError, socket.timeout):
+            try:
+                client.shutdown()
+            except OSError:
+                pass
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """Turn library and socket errors into TransientError at the adapter boundary."""
+        try:
+            yield
+        except (OSError, IMAPClientError) as exc:
+            raise TransientError(f"IMAP {what} on {self.endpoint.host} failed: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def _to_fetched(uid: int, item: dict) -> FetchedMessage:
+    body = next((value for key, value in item.items() if key.startswith(b"BODY[TEXT]")), b"")
+    received = item.get(b"INTERNALDATE")
+    return FetchedMessage(
+        uid=uid,
+        received_at=_as_utc(received),
+        flags=tuple(_text(flag) for flag in item.get(b"FLAGS", ())),
+        size=int(item.get(b"RFC822.SIZE", 0)),
+        header=item.get(b"BODY[HEADER]") or b"",
+        body_prefix=body or b"",
+    )
+
+
+def _text(flag: bytes | str) -> str:
+    return flag.decode("ascii", "replace") if isinstance(flag, bytes) else str(flag)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    # A naive value is local time (imapclient's normalised form): astimezone handles both.
+    return value.astimezone(UTC) if value is not None else None

@@ -1,0 +1,127 @@
+"""Joining messages into conversations and keeping each thread's clock."""
+
+import re
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailwatch.db.models import Message, OutboxMail, Thread
+from mailwatch.mail.parse import Address, ParsedMessage
+from mailwatch.mail.rules import Category, Verdict
+from mailwatch.sla import ClockPolicy, first_deadline, reopened_deadline
+
+OPEN, ANSWERED, CLOSED = "open", "answered", "closed"
+MAX_REFERENCES = 50  # a References header can be long; the newest ids matter most
+# Who answers a thread by writing into it. The shared address itself counts: agents
+# often reply from it with the mailbox in Cc (mailwatch's own mail is OWN_MESSAGE).
+STAFF_RESPONSES = {Category.STAFF: "staff-address", Category.OWN_ADDRESS: "own-address"}
+
+
+def ticket_pattern(prefix: str) -> re.Pattern[str]:
+    """The subject tag `[#1042]` for a ticket prefix such as "#"."""
+    return re.compile(r"\[" + re.escape(prefix) + r"(\d{1,9})\]")
+
+
+def find_thread(session: Session, msg: ParsedMessage, tag: re.Pattern[str]) -> Thread | None:
+    """The thread a message belongs to: by In-Reply-To/References, then by ticket tag."""
+    return _thread_by_reference(session, msg) or _thread_by_tag(session, msg.subject, tag)
+
+
+def _thread_by_reference(session: Session, msg: ParsedMessage) -> Thread | None:
+    ids = list(dict.fromkeys([*([msg.in_reply_to] if msg.in_reply_to else []), *reversed(msg.references)]))
+    if not ids:
+        return None
+    ids = ids[:MAX_REFERENCES]
+    thread_id = session.scalar(
+        select(Message.thread_id)
+        .where(Message.message_id.in_(ids), Message.thread_id.is_not(None))
+        .order_by(Message.received_at.desc())
+        .limit(1)
+    )
+    if thread_id is None:  # a reply to our acknowledgment or escalation
+        thread_id = session.scalar(
+            select(OutboxMail.thread_id).where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None)).limit(1)
+        )
+    return session.get(Thread, thread_id) if thread_id is not None else None
+
+
+def _thread_by_tag(session: Session, subject: str, tag: re.Pattern[str]) -> Thread | None:
+    match = tag.search(subject)
+    return session.get(Thread, int(match.group(1))) if match else None
+
+
+def open_thread(
+    session: Session, mailbox: str, msg: ParsedMessage, customer: Address, received_at: datetime,
+    policy: ClockPolicy, now: datetime,
+) -> Thread:
+    """Start a new conversation (and ticket) for a customer's first message."""
+    thread = Thread(
+        mailbox=mailbox,
+        subject=msg.subject,
+        customer_address=customer.address.lower(),
+        customer_name=customer.name,
+        status=OPEN,
+        first_received_at=received_at,
+        last_customer_at=received_at,
+        clock=1,
+        clock_started_at=received_at,
+        deadline_at=first_deadline(received_at, policy),
+        escalation_level=0,
+        message_count=0,
+        created_at=now,
+    )
+    session.add(thread)
+    session.flush()  # assigns the ticket number
+    return thread
+
+
+def apply_message(thread: Thread, verdict: Verdict, sender: str | None, received_at: datetime, policy: ClockPolicy) -> None:
+    """Update a thread's counts and clock for one more message in it."""
+    thread.message_count += 1
+    if verdict.is_customer:
+        customer_wrote(thread, received_at, policy)
+    elif verdict.category in STAFF_RESPONSES:
+        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender)
+
+
+def customer_wrote(thread: Thread, received_at: datetime, policy: ClockPolicy) -> None:
+    """A customer message: reopens an answered or closed thread when a next deadline is set."""
+    thread.last_customer_at = max(thread.last_customer_at, received_at)
+    if thread.status == OPEN:
+        return
+    deadline = reopened_deadline(received_at, policy)
+    if deadline is None:
+        return
+    thread.status = OPEN
+    thread.clock += 1
+    thread.clock_started_at = received_at
+    thread.deadline_at = deadline
+    thread.escalation_level = 0
+
+
+def mark_answered(thread: Thread, at: datetime, via: str, by: str | None) -> bool:
+    """Stop the clock of an open thread; False when there was nothing to stop."""
+    if thread.status != OPEN:
+        return False
+    thread.status = ANSWERED
+    thread.answered_at = at
+    thread.answered_via = via
+    thread.answered_by = by
+    thread.deadline_at = None
+    return True
+
+
+def close_thread(thread: Thread) -> None:
+    """Closed threads have no clock: nothing more is expected of staff."""
+    thread.status = CLOSED
+    thread.deadline_at = None
+
+
+def reopen_thread(thread: Thread, now: datetime, policy: ClockPolicy) -> None:
+    """Start a new clock from `now`, as if the customer had just written again."""
+    thread.status = OPEN
+    thread.clock += 1
+    thread.clock_started_at = now
+    thread.deadline_at = reopened_deadline(now, policy) or first_deadline(now, policy)
+    thread.escalation_level = 0
