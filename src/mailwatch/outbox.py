@@ -1,0 +1,181 @@
+"""The transactional outbox: queue mail with the change that caused it, send it later.
+
+Rows are inserted in the caller's transaction (so an ack exists exactly when its
+message is logged) and drained by `Outbox.drain`: claim due rows under a lease,
+send them over a few reused SMTP connections, record what the server said.
+A crash after the server accepted a message but before the commit repeats at most
+that message once the lease expires; nothing queued is ever lost.
+"""
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+
+import structlog
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailwatch.db.engine import Database
+from mailwatch.db.models import OutboxMail
+from mailwatch.errors import PermanentError, TransientError
+from mailwatch.smtp import SmtpSender
+
+log = structlog.get_logger(__name__)
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+CLAIM_BATCH = 100  # rows claimed per round; each connection sends its share in turn
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, and when to stop trying."""
+
+    initial: timedelta = timedelta(seconds=30)
+    maximum: timedelta = timedelta(minutes=30)
+    give_up_after: timedelta = timedelta(days=2)
+    lease: timedelta = timedelta(minutes=2)  # a claim older than this was a crash
+
+    def delay(self, attempts: int, rng: random.Random) -> timedelta:
+        """Wait before attempt `attempts + 1`: doubling, capped, with jitter against herds."""
+        base = min(self.maximum, self.initial * (2 ** max(attempts - 1, 0)))
+        return base * rng.uniform(0.5, 1.0)
+
+
+def enqueue(
+    session: Session, *, kind: str, dedupe_key: str, message: EmailMessage, recipient: str,
+    envelope_from: str, now: datetime, thread_id: int | None = None,
+) -> bool:
+    """Queue one message in the caller's transaction; False if `dedupe_key` was queued before."""
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(OutboxMail).values(
+        kind=kind, dedupe_key=dedupe_key, thread_id=thread_id, message_id=message["Message-ID"],
+        recipient=recipient, envelope_from=envelope_from, subject=str(message["Subject"] or ""),
+        content=message.as_bytes(policy=SMTP), status=PENDING, attempts=0,
+        next_attempt_at=now, created_at=now,
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return session.execute(statement).rowcount == 1
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    kind: str
+    recipient: str
+    envelope_from: str
+    content: bytes
+    attempts: int
+    created_at: datetime
+    thread_id: int | None
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+
+class Outbox:
+    """Drains the outbox through SMTP senders made by `connect`."""
+
+    def __init__(
+        self, db: Database, connect: Callable[[], SmtpSender], clock: Callable[[], datetime],
+        policy: RetryPolicy = RetryPolicy(), connections: int = 3, rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.connect = connect
+        self.clock = clock
+        self.policy = policy
+        self.connections = connections
+        self.rng = rng or random.Random()
+
+    async def drain(self) -> DrainReport:
+        """Send everything due now; returns how it went."""
+        report = DrainReport()
+        while claimed := await asyncio.to_thread(self.claim, CLAIM_BATCH):
+            shares = [claimed[i :: self.connections] for i in range(self.connections)]
+            outcomes = await asyncio.gather(*(self._send_share(share) for share in shares if share))
+            results = [result for share in outcomes for result in share]
+            await asyncio.to_thread(self.record, results, report)
+            if report.deferred and not report.sent:
+                break  # the server is unwell: leave the rest for the next round
+        return report
+
+    def claim(self, limit: int) -> list[Claimed]:
+        """Lease up to `limit` due rows to this process (skipping rows others hold)."""
+        now = self.clock()
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(OutboxMail)
+                .where(OutboxMail.status == PENDING, OutboxMail.next_attempt_at <= now,
+                       or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now))
+                .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                row.claimed_until = now + self.policy.lease
+            return [Claimed(row.id, row.kind, row.recipient, row.envelope_from, row.content,
+                            row.attempts, row.created_at, row.thread_id) for row in rows]
+
+    async def _send_share(self, share: list[Claimed]) -> list[tuple[Claimed, Exception | None]]:
+        """Send a share over one connection; a connection failure defers the whole share."""
+        sender = self.connect()
+        try:
+            await sender.connect()
+        except TransientError as exc:
+            return [(item, exc) for item in share]
+        results: list[tuple[Claimed, Exception | None]] = []
+        try:
+            for item in share:
+                try:
+                    await sender.send(item.envelope_from, item.recipient, item.content)
+                    results.append((item, None))
+                except (TransientError, PermanentError) as exc:
+                    results.append((item, exc))
+        finally:
+            await sender.close()
+        return results
+
+    def record(self, results: list[tuple[Claimed, Exception | None]], report: DrainReport) -> None:
+        """Write each attempt's outcome: sent, deferred with backoff, or failed for good."""
+        now = self.clock()
+        with self.db.session() as session:
+            for item, error in results:
+                row = session.get(OutboxMail, item.id)
+                row.claimed_until = None
+                if error is None:
+                    row.status, row.sent_at, row.last_error = SENT, now, None
+                    report.sent += 1
+                    log.info("mail_sent", kind=item.kind, outbox_id=item.id, thread=item.thread_id,
+                             recipient=item.recipient, message_id=row.message_id)
+                else:
+                    self._record_failure(row, error, now, report)
+
+    def _record_failure(self, row: OutboxMail, error: Exception, now: datetime, report: DrainReport) -> None:
+        row.attempts += 1
+        row.last_error = str(error)[:2000]
+        gave_up = now - row.created_at >= self.policy.give_up_after
+        if isinstance(error, PermanentError) or gave_up:
+            row.status = FAILED
+            report.failed += 1
+            log.error("mail_failed", kind=row.kind, outbox_id=row.id, thread=row.thread_id,
+                      recipient=row.recipient, attempts=row.attempts, error=row.last_error)
+            return
+        row.next_attempt_at = now + self.policy.delay(row.attempts, self.rng)
+        report.deferred += 1
+        log.warning("mail_deferred", kind=row.kind, outbox_id=row.id, recipient=row.recipient,
+                    attempts=row.attempts, retry_at=row.next_attempt_at.isoformat(), error=row.last_error)
+
+
+def outbox_depth(session: Session, now: datetime) -> tuple[int, timedelta | None]:
+    """How many mails wait to be sent, and how long the oldest has waited."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(OutboxMail.created_at)).where(OutboxMail.status == PENDING)
+    ).one()
+    return count, (now - oldest) if oldest is not None else None

@@ -1,0 +1,174 @@
+"""Rendering acknowledgments: sandboxed, escaped, strict, and safe for headers."""
+
+import re
+import textwrap
+from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import SMTP, default
+
+import pytest
+
+from mailwatch.acks import Acknowledger, bare_subject, human_time, matching_faq
+from mailwatch.config import load_settings
+from mailwatch.db.models import Thread
+from mailwatch.mail.parse import Address, parse_message, split_raw
+from mailwatch.templates import TemplateProblem, Templates, build_email, header_address, one_line
+from mailwatch.threads import ticket_pattern
+
+RECEIVED = datetime(2026, 6, 9, 12, 2, tzinfo=UTC)
+
+CONFIG = """\
+[service]
+name = "Acme Support"
+phone = "+1 800 555 0100"
+timezone = "Europe/Berlin"
+database = "sqlite:///unused.db"
+{templates}
+
+[[mailbox]]
+name = "support"
+address = "support@acme.example"
+  [mailbox.imap]
+  host = "127.0.0.1"
+  security = "none"
+  password = "x"
+
+[smtp]
+host = "127.0.0.1"
+security = "none"
+from = "Acme Support <support@acme.example>"
+
+[faq]
+url = "https://acme.example/help"
+entries = [
+  {{ question = "How do I get a refund?", url = "https://acme.example/help/refunds", keywords = ["refund", "money back"] }},
+  {{ question = "How do I reset my password?", url = "https://acme.example/help/password", keywords = ["password", "log in"] }},
+]
+"""
+
+
+@pytest.fixture
+def settings_with(tmp_path):
+    def make(templates: str = ""):
+        path = tmp_path / "mailwatch.toml"
+        path.write_text(CONFIG.format(templates=templates))
+        return load_settings(path)
+
+    return make
+
+
+def inbound(subject: str, sender: str = "Zoë Lindström <zoe@example.net>", body: str = "I want my money back.") -> bytes:
+    return textwrap.dedent(f"""\
+        From: {sender}
+        To: support@acme.example
+        Subject: {subject}
+        Message-ID: <abc@example.net>
+
+        {body}
+        """).encode()
+
+
+def render_ack(settings, raw: bytes, ticket: int = 1042):
+    parsed = parse_message(*split_raw(raw))
+    thread = Thread(id=ticket, mailbox="support", deadline_at=RECEIVED.replace(day=10))
+    acknowledger = Acknowledger(settings, Templates(settings.service.templates), ticket_pattern("#"))
+    recipient = parsed.from_[0]
+    rendered = Templates(settings.service.templates).render_mail("ack", acknowledger.context(thread, parsed, recipient, RECEIVED))
+    message = build_email(rendered, sender=settings.smtp.from_, to=header_address(recipient.name, recipient.address),
+                          message_id="<mailwatch.1042.1.ab@acme.example>", date="Tue, 09 Jun 2026 12:02:00 +0000",
+                          in_reply_to=parsed.message_id, references=parsed.references)
+    return BytesParser(policy=default).parsebytes(message.as_bytes(policy=SMTP))
+
+
+def test_ack_has_text_and_html_with_phone_near_the_top(settings_with):
+    # The phone number is in both parts, before the details, for customers in a hurry.
+    message = render_ack(settings_with(), inbound("Refund please"))
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert text.index("+1 800 555 0100") < text.index("answer by")
+    assert html.index("+1 800 555 0100") < html.index("answer by")
+    assert "#1042" in text and "#1042" in html
+
+
+def test_ack_times_are_local_to_the_service(settings_with):
+    # Customers read Berlin time in the email, while storage stays UTC.
+    text = render_ack(settings_with(), inbound("Refund please")).get_body(("plain",)).get_content()
+    assert "Tuesday 9 June 2026, 14:02 CEST" in text
+
+
+def test_faq_entries_match_the_customers_words_else_the_first_few(settings_with):
+    # A refund question shows the refund answer; an unrelated one shows the general list.
+    settings = settings_with()
+    assert [e.question for e in matching_faq(settings.faq.entries, "money back now", 3)] == ["How do I get a refund?"]
+    assert len(matching_faq(settings.faq.entries, "something else", 3)) == 2
+    text = render_ack(settings, inbound("Refund please")).get_body(("plain",)).get_content()
+    assert "https://acme.example/help/refunds" in text and "help/password" not in text
+
+
+def test_non_ascii_subject_and_name_round_trip(settings_with):
+    # Swedish subject and name arrive intact after MIME encoding.
+    message = render_ack(settings_with(), inbound("=?utf-8?q?=C3=85terbetalning_f=C3=B6r_order?="))
+    assert message["Subject"] == "Re: Återbetalning för order [#1042]"
+    assert message["To"].addresses[0].display_name == "Zoë Lindström"
+
+
+def test_subject_tag_and_reply_prefix_are_not_repeated():
+    # "Re: [#1042] x" becomes "x" before the template adds "Re:" and the tag once.
+    assert bare_subject("RE: AW: [#1042] Invoice", ticket_pattern("#")) == "Invoice"
+
+
+def test_header_injection_subject_stays_one_header(settings_with):
+    # A decoded CR/LF cannot start a Bcc header in the ack.
+    message = render_ack(settings_with(), inbound("=?utf-8?Q?Hi=0D=0ABcc:_victim@example.net?="))
+    assert "Bcc" not in message
+    assert message["Subject"] == "Re: Hi Bcc: victim@example.net [#1042]"
+
+
+def test_display_name_with_comma_and_quotes_is_requoted():
+    # The To header keeps one mailbox even when the name has a comma.
+    value = header_address('O\'Brien, Siobhan "Shiv"', "siobhan.obrien@example.com")
+    parsed = BytesParser(policy=default).parsebytes(f"To: {value}\n\n".encode())
+    assert [a.addr_spec for a in parsed["To"].addresses] == ["siobhan.obrien@example.com"]
+
+
+def test_html_part_escapes_what_the_customer_wrote(settings_with):
+    # A name or quote with markup is shown, never executed.
+    raw = inbound("Hi", sender="\"<script>x</script>\" <evil@example.com>", body="<img src=x onerror=alert(1)>")
+    html = render_ack(settings_with(), raw).get_body(("html",)).get_content()
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_one_line_removes_controls_and_bounds_length():
+    # Header values never contain line breaks and never exceed the limit.
+    assert one_line("a\r\nb\x00c\u2028d") == "a b c d"
+    assert len(one_line("x" * 5000)) == 200
+
+
+def test_broken_override_template_is_reported_with_file_and_line(settings_with, tmp_path):
+    # A typo in a user's template is found at check time, named by file and line.
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "ack.txt.j2").write_text("Hello\n{{ customer.nmae }}\n")
+    settings = settings_with(f'templates = "{folder}"')
+    with pytest.raises(TemplateProblem, match=r"ack.txt.j2: line 2: .*nmae"):
+        render_ack(settings, inbound("Hi"))
+    (folder / "ack.txt.j2").write_text("Hello {% if %}\n")
+    with pytest.raises(TemplateProblem, match=r"ack.txt.j2: line 1"):
+        render_ack(settings, inbound("Hi"))
+
+
+def test_templates_run_in_a_sandbox(settings_with, tmp_path):
+    # A template cannot reach Python internals.
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "ack.subject.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(TemplateProblem):
+        render_ack(settings_with(f'templates = "{folder}"'), inbound("Hi"))
+
+
+def test_human_time_names_the_zone(settings_with):
+    # Winter and summer time both say which one they are.
+    settings = settings_with()
+    assert human_time(datetime(2026, 1, 5, 8, 0, tzinfo=UTC), settings).endswith("09:00 CET")
+    assert re.search(r"10:00 CEST$", human_time(datetime(2026, 7, 5, 8, 0, tzinfo=UTC), settings))
