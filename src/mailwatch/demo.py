@@ -1,0 +1,149 @@
+"""`scripts/demo`: mailwatch end to end on a throwaway Dovecot and SQLite database.
+
+It writes a config into a temporary folder, delivers a handful of typical support
+mails (customers, a reply in a thread, an out-of-office, a bounce, a newsletter, a
+staff answer), runs `mailwatch poll`, shows the acknowledgments that reached the SMTP
+sink, and shows `mailwatch threads`.
+"""
+
+import argparse
+import tempfile
+import textwrap
+from email.message import EmailMessage
+from pathlib import Path
+
+from mailwatch import cli
+from mailwatch.devservers import Dovecot, SmtpSink
+
+ACCOUNT = "support"
+
+
+def mail(sender: str, subject: str, body: str, **headers: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "Acme Support <support@acme.example>"
+    message["Subject"] = subject
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(textwrap.dedent(body))
+    return message.as_bytes()
+
+
+def sample_mail() -> list[bytes]:
+    """A small, realistic morning in a support inbox."""
+    return [
+        mail("Daniel Okafor <daniel@example.com>", "Cannot log in since the update",
+             "Hi, since yesterday's update I cannot log in. Please help!", Message_ID="<demo-1@example.com>"),
+        mail("Zoë Lindström <zoe@example.net>", "Återbetalning för order 58213",
+             "Hej! Jag väntar fortfarande på min återbetalning.", Message_ID="<demo-2@example.net>"),
+        mail("Daniel Okafor <daniel@example.com>", "Re: Cannot log in since the update",
+             "Also: the password reset mail never arrives.", Message_ID="<demo-3@example.com>",
+             In_Reply_To="<demo-1@example.com>", References="<demo-1@example.com>"),
+        mail("Lena Fischer <lena@example.org>", "Automatic reply: your invoice",
+             "I am out of the office until Monday.", Auto_Submitted="auto-replied"),
+        mail("Mail Delivery System <MAILER-DAEMON@mx.example.org>", "Undelivered Mail Returned to Sender",
+             "This is the mail system. Your message could not be delivered.", Return_Path="<>"),
+        mail("Widget Weekly <news@widgetweekly.example>", "This week's best widgets",
+             "Ten widgets you will love.", Precedence="bulk", List_Unsubscribe="<mailto:unsub@widgetweekly.example>"),
+        mail("Alice Nguyen <alice@acme.example>", "Re: Återbetalning för order 58213",
+             "Hi Zoë, the refund went out today.", In_Reply_To="<demo-2@example.net>",
+             References="<demo-2@example.net>"),
+    ]
+
+
+def write_config(folder: Path, dovecot: Dovecot, sink: SmtpSink) -> Path:
+    (folder / "imap-password").write_text(dovecot.password)
+    config = folder / "mailwatch.toml"
+    config.write_text(textwrap.dedent(f"""\
+        [service]
+        name = "Acme Support"
+        phone = "+1 800 555 0100"
+        timezone = "Europe/Berlin"
+        database = "sqlite:///{folder / 'mailwatch.db'}"
+        staff = ["@acme.example"]
+
+        [[mailbox]]
+        name = "support"
+        address = "support@acme.example"
+          [mailbox.imap]
+          host = "127.0.0.1"
+          port = {dovecot.tls_port}
+          security = "tls"
+          ca_file = "{dovecot.ca_file}"
+          username = "{ACCOUNT}"
+          password_file = "{folder / 'imap-password'}"
+
+        [smtp]
+        host = "127.0.0.1"
+        port = {sink.port}
+        security = "none"
+        from = "Acme Support <support@acme.example>"
+
+        [acknowledgment]
+        enabled = true
+
+        [faq]
+        url = "https://acme.example/help"
+        entries = [
+          {{ question = "How do I get a refund?", url = "https://acme.example/help/refunds", keywords = ["refund", "återbetalning"] }},
+          {{ question = "I cannot log in", url = "https://acme.example/help/login", keywords = ["log in", "password"] }},
+        ]
+
+        [logging]
+        format = "console"
+        level = "warning"
+        """))
+    return config
+
+
+def step(title: str, *argv: str) -> None:
+    print(f"\n$ mailwatch {' '.join(argv[2:])}    # {title}")
+    cli.main(list(argv))
+
+
+def show_acks(sink: SmtpSink) -> None:
+    received = sink.received
+    print(f"\nThe SMTP sink received {len(received)} acknowledgments (none for the machines, one per thread):")
+    for mail in received:
+        print(f"  to {', '.join(mail.recipients):24} {mail.message['Subject']}")
+    if received:
+        print("\nThe first one reads:\n")
+        print(textwrap.indent(received[0].message.get_body(("plain",)).get_content().replace("\r\n", "\n"), "    "))
+
+
+def run_demo(folder: Path) -> None:
+    dovecot = Dovecot.create()  # its own folder: it runs unprivileged and must reach it
+    sink = SmtpSink()
+    dovecot.start()
+    sink.start()
+    try:
+        config = write_config(folder, dovecot, sink)
+        print(f"Dovecot on 127.0.0.1:{dovecot.tls_port} (TLS), SMTP sink on 127.0.0.1:{sink.port}, "
+              f"config and SQLite in {folder}")
+        dovecot.append_many(ACCOUNT, sample_mail())
+        print(f"delivered {len(sample_mail())} messages to {ACCOUNT}'s INBOX")
+        base = ("--config", str(config))
+        step("log everything new, acknowledge new customers", *base, "poll")
+        show_acks(sink)
+        step("nothing is logged or acknowledged twice", *base, "poll")
+        step("the conversations", *base, "threads")
+        step("what still needs an answer, most urgent first", *base, "threads", "--open")
+    finally:
+        sink.stop()
+        dovecot.destroy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it afterwards")
+    args = parser.parse_args()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        run_demo(args.keep.resolve())
+        return
+    with tempfile.TemporaryDirectory(prefix="mailwatch-demo-") as folder:
+        run_demo(Path(folder))
+
+
+if __name__ == "__main__":
+    main()

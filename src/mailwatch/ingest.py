@@ -1,0 +1,138 @@
+"""Turning fetched messages into logged rows: parse, classify, thread, record."""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailwatch.acks import Acknowledger
+from mailwatch.db.models import Message, Thread
+from mailwatch.imap import FetchedMessage
+from mailwatch.mail.parse import Address, ParsedMessage, parse_message
+from mailwatch.mail.rules import Category, Identity, Verdict, classify, reply_address
+from mailwatch.sla import ClockPolicy
+from mailwatch.threads import apply_message, find_thread, open_thread
+
+log = structlog.get_logger(__name__)
+
+MAX_STORED_ID = 500  # matches the column; real Message-IDs are far shorter
+
+
+@dataclass(frozen=True)
+class FolderContext:
+    """What recording a message needs to know about where it came from."""
+
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    identity: Identity
+    ticket_tag: re.Pattern[str]
+    policy: ClockPolicy
+    acknowledger: Acknowledger | None = None  # None for folders that never ack (Sent)
+
+
+@dataclass(frozen=True)
+class Logged:
+    """The outcome of recording one fetched message."""
+
+    uid: int
+    message_id: str
+    category: str
+    thread_id: int | None
+    duplicate: bool = False
+
+
+def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime) -> Logged:
+    """Log one message exactly once and update its thread."""
+    parsed = parse_message(fetched.header, fetched.body_prefix)
+    received_at = fetched.received_at or now
+    message_id = parsed.message_id[:MAX_STORED_ID]
+    seen = _already_logged(session, ctx, message_id, received_at)
+    if seen is not None:
+        # The same mail under a new UIDVALIDITY: remember where it lives now, log nothing.
+        seen.uidvalidity, seen.uid = ctx.uidvalidity, fetched.uid
+        return Logged(fetched.uid, message_id, seen.category, seen.thread_id, duplicate=True)
+    verdict = classify(parsed, ctx.identity)
+    customer = reply_address(parsed)
+    thread, new_thread = _thread_for(session, ctx, parsed, verdict, customer, received_at, now)
+    row = _message_row(ctx, fetched, parsed, verdict, received_at, now)
+    row.message_id = message_id
+    row.thread_id = thread.id if thread else None
+    session.add(row)
+    if ctx.acknowledger is not None:
+        ctx.acknowledger.consider(session, thread=thread, new_thread=new_thread, parsed=parsed,
+                                  verdict=verdict, recipient=customer, row=row, now=now)
+    log.info(
+        "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=fetched.uid,
+        message_id=message_id, thread=row.thread_id, classification=verdict.category.value,
+        reason=verdict.reason, received_at=received_at.isoformat(),
+    )
+    return Logged(fetched.uid, message_id, verdict.category.value, row.thread_id)
+
+
+def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime, error: str) -> Logged:
+    """Log the bare facts of a message that could not be recorded normally."""
+    message_id = f"<unrecorded.{ctx.uidvalidity}.{fetched.uid}@mailwatch.invalid>"
+    session.add(Message(
+        mailbox=ctx.mailbox, folder=ctx.folder, uidvalidity=ctx.uidvalidity, uid=fetched.uid,
+        message_id=message_id, message_id_synthesised=True, received_at=fetched.received_at or now,
+        first_seen_at=now, size=fetched.size, category=Category.NO_SENDER.value,
+        category_reason="not recorded", parse_error=error[:2000],
+    ))
+    log.error("message_quarantined", mailbox=ctx.mailbox, folder=ctx.folder, uid=fetched.uid, error=error)
+    return Logged(fetched.uid, message_id, Category.NO_SENDER.value, None)
+
+
+def _already_logged(session: Session, ctx: FolderContext, message_id: str, received_at: datetime) -> Message | None:
+    return session.scalar(
+        select(Message).where(
+            Message.mailbox == ctx.mailbox,
+            Message.folder == ctx.folder,
+            Message.message_id == message_id,
+            Message.received_at == received_at,
+        )
+    )
+
+
+def _thread_for(
+    session: Session, ctx: FolderContext, parsed: ParsedMessage, verdict: Verdict,
+    customer: Address | None, received_at: datetime, now: datetime,
+) -> tuple[Thread | None, bool]:
+    """The message's thread (None for machines that join none), and whether it is new."""
+    thread, new = find_thread(session, parsed, ctx.ticket_tag), False
+    if thread is None:
+        # Only a person opens a ticket: a bounce or a newsletter must never escalate.
+        if not (verdict.is_customer and customer):
+            return None, False
+        thread, new = open_thread(session, ctx.mailbox, parsed, customer, received_at, ctx.policy, now), True
+    sender = parsed.from_[0].address.lower() if parsed.from_ else None
+    apply_message(thread, verdict, sender, received_at, ctx.policy)
+    return thread, new
+
+
+def _addresses(addresses: tuple[Address, ...]) -> str:
+    return ", ".join(address.formatted() for address in addresses)
+
+
+def _message_row(
+    ctx: FolderContext, fetched: FetchedMessage, parsed: ParsedMessage, verdict: Verdict,
+    received_at: datetime, now: datetime,
+) -> Message:
+    first_from = parsed.from_[0] if parsed.from_ else None
+    return Message(
+        mailbox=ctx.mailbox, folder=ctx.folder, uidvalidity=ctx.uidvalidity, uid=fetched.uid,
+        message_id_synthesised=parsed.message_id_synthesised,
+        from_address=first_from.address.lower() if first_from else None,
+        from_name=first_from.name if first_from else "",
+        from_all=_addresses(parsed.from_), reply_to=_addresses(parsed.reply_to),
+        to_addrs=_addresses(parsed.to), cc_addrs=_addresses(parsed.cc),
+        subject=parsed.subject, date_header=parsed.date_header, date_at=parsed.date,
+        received_at=received_at, first_seen_at=now, size=fetched.size,
+        in_reply_to=parsed.in_reply_to, references=" ".join(parsed.references),
+        flags=" ".join(fetched.flags), snippet=parsed.snippet,
+        category=verdict.category.value, category_reason=verdict.reason,
+        parse_error=parsed.parse_error,
+    )

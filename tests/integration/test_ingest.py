@@ -1,0 +1,181 @@
+"""Ingest against a real Dovecot: the corpus, idempotence, UIDVALIDITY, crashes."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailwatch.config import load_settings
+from mailwatch.db.engine import Database
+from mailwatch.db.models import FolderState, Message, Thread
+from mailwatch.service import Service
+from tests.mailfactory import customer_mail
+
+# Manifest categories that name what a person wrote; the rest are rules.py categories.
+PERSON = {"customer", "customer-reply"}
+
+
+def expected_category(entry: dict) -> str:
+    if entry["category"] in PERSON or (entry["category"] == "malformed" and entry["should_ack"]):
+        return "customer"
+    if entry["category"] == "malformed":
+        return "no-sender"
+    return entry["category"]
+
+
+def poll(settings, db) -> int:
+    return asyncio.run(Service(settings, db).run_once()).logged
+
+
+def count(db, model=Message, *where) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def by_message_id(db) -> dict[str, Message]:
+    with db.session() as session:
+        return {row.message_id: row for row in session.scalars(select(Message))}
+
+
+def test_corpus_is_logged_classified_and_threaded_as_the_manifest_says(corpus, dovecot, imap_user, settings, db):
+    # Every corpus message is logged once, in its manifest category, in the manifest's thread.
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    uids = {}
+    for entry in manifest:
+        uids[entry["file"]] = dovecot.append(imap_user, (corpus / entry["file"]).read_bytes())
+    assert poll(settings, db) == len(manifest)
+    with db.session() as session:
+        rows = {row.uid: row for row in session.scalars(select(Message))}
+    for entry in manifest:
+        row = rows[uids[entry["file"]]]
+        assert row.category == expected_category(entry), (entry["file"], row.category_reason)
+        if entry["message_id"]:
+            assert row.message_id == entry["message_id"], entry["file"]
+        else:
+            assert row.message_id_synthesised, entry["file"]
+        assert row.parse_error is None, entry["file"]
+        if entry["threads_to"]:
+            parent = rows[uids[entry["threads_to"]]]
+            assert row.thread_id is not None and row.thread_id == parent.thread_id, entry["file"]
+        elif expected_category(entry) == "customer":
+            assert row.thread_id is not None, entry["file"]  # a new ticket
+        else:
+            assert row.thread_id is None, entry["file"]  # machines open no tickets
+    opened = [e for e in manifest if expected_category(e) == "customer" and not e["threads_to"]]
+    assert count(db, Thread) == len(opened)
+
+
+def test_corpus_thread_records_customer_staff_answer_and_count(corpus, dovecot, imap_user, settings, db):
+    # 23 opens a ticket, 24 (customer) joins it, 26 (staff) answers it.
+    for name in ("23-thread-first.eml", "24-thread-customer-reply.eml", "26-staff-reply.eml"):
+        dovecot.append(imap_user, (corpus / name).read_bytes())
+    poll(settings, db)
+    with db.session() as session:
+        (thread,) = session.scalars(select(Thread)).all()
+        assert thread.customer_address == "fatima.haddad@example.net"
+        assert thread.message_count == 3
+        assert thread.status == "answered" and thread.answered_via == "staff-address"
+        assert thread.answered_by == "alice@acme.example"
+        assert thread.deadline_at is None
+        assert thread.id >= 1001
+
+
+def test_received_at_is_the_servers_internaldate_not_the_date_header(dovecot, imap_user, settings, db, corpus):
+    # The SLA clock starts when the server received the mail; a Date of 2099 changes nothing.
+    arrived = datetime(2026, 3, 29, 0, 30, 5, tzinfo=UTC)
+    dovecot.append(imap_user, (corpus / "29-future-date.eml").read_bytes(), msg_time=arrived)
+    poll(settings, db)
+    with db.session() as session:
+        row = session.scalars(select(Message)).one()
+        thread = session.get(Thread, row.thread_id)
+    assert row.received_at == arrived
+    assert row.date_at.year == 2099
+    assert thread.first_received_at == arrived
+    assert thread.deadline_at == arrived + timedelta(hours=24)
+
+
+def test_polling_twice_logs_nothing_twice(dovecot, imap_user, settings, db):
+    # A second poll finds nothing new; a later message is picked up alone.
+    dovecot.append_many(imap_user, [customer_mail(n) for n in range(30)])
+    assert poll(settings, db) == 30
+    assert poll(settings, db) == 0
+    dovecot.append(imap_user, customer_mail(99))
+    assert poll(settings, db) == 1
+    assert count(db) == 31
+    assert count(db, Thread) == 31
+
+
+def test_reading_never_marks_mail_as_seen(dovecot, imap_user, settings, db):
+    # BODY.PEEK: staff still see the customer's mail as unread.
+    dovecot.append(imap_user, customer_mail(1))
+    poll(settings, db)
+    with dovecot.client(imap_user) as client:
+        client.select_folder("INBOX")
+        flags = client.get_flags(client.search("ALL"))
+    assert all(b"\\Seen" not in f for f in flags.values())
+
+
+def test_uidvalidity_change_resyncs_without_duplicates(dovecot, imap_user, config_file, db_for):
+    # The folder is recreated with the same mail under new UIDs: nothing is logged twice.
+    settings = load_settings(config_file(folder="Support"))
+    db = db_for(settings)
+    arrived = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    raws = [customer_mail(n) for n in range(5)]
+    for raw in raws:
+        dovecot.append(imap_user, raw, folder="Support", msg_time=arrived)
+    assert poll(settings, db) == 5
+    with dovecot.client(imap_user) as client:
+        old = client.select_folder("Support")[b"UIDVALIDITY"]
+        client.close_folder()
+        client.delete_folder("Support")
+    for raw in [*raws, customer_mail(6)]:
+        dovecot.append(imap_user, raw, folder="Support", msg_time=arrived)
+    with dovecot.client(imap_user) as client:
+        assert client.select_folder("Support")[b"UIDVALIDITY"] != old
+    assert poll(settings, db) == 1
+    assert count(db) == 6
+    with db.session() as session:
+        state = session.scalars(select(FolderState)).one()
+        assert state.uidvalidity != old and state.last_uid == 6
+
+
+def test_killed_poll_resumes_without_losing_or_doubling(dovecot, imap_user, config_file, db_for):
+    # A poll killed mid-backlog leaves committed batches; the next poll logs exactly the rest.
+    total = 1500
+    path = config_file()
+    settings = load_settings(path)
+    db = db_for(settings)
+    dovecot.append_many(imap_user, [customer_mail(n, body_size=2000) for n in range(total)])
+    process = subprocess.Popen([sys.executable, "-m", "mailwatch.cli", "--config", str(path), "poll"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while count(db) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = count(db)
+    assert 0 < partial < total, "the kill did not land mid-backlog"
+    assert poll(settings, db) == total - partial
+    assert count(db) == total
+    with db.session() as session:
+        assert session.scalar(select(func.count(func.distinct(Message.uid)))) == total
+
+
+def test_poison_message_never_blocks_the_ones_after_it(dovecot, imap_user, settings, db, corpus):
+    # Even the nastiest corpus files leave the messages behind them logged.
+    nasty = ["36-nul-bytes.eml", "34-long-header-line.eml", "32-broken-base64.eml", "31-unknown-charset.eml"]
+    for name in nasty:
+        dovecot.append(imap_user, (corpus / name).read_bytes())
+    dovecot.append(imap_user, customer_mail(1))
+    assert poll(settings, db) == len(nasty) + 1
+    with db.session() as session:
+        snippets = session.scalars(select(Message.snippet)).all()
+    assert not any("\x00" in s for s in snippets)
