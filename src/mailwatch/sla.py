@@ -5,7 +5,7 @@ Everything takes `now` as an argument, so tests never sleep or patch the clock.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,7 @@ class ClockPolicy:
 
     first_response: timedelta
     next_response: timedelta | None = None
+    steps: tuple[timedelta, ...] = ()  # escalation steps' `after`, ascending
 
 
 def first_deadline(received_at: datetime, policy: ClockPolicy) -> datetime:
@@ -33,8 +34,21 @@ def time_left(deadline_at: datetime, now: datetime) -> timedelta:
     return deadline_at - now
 
 
-def due_step(clock_started_at: datetime, now: datetime, steps_after: Sequence[timedelta], sent_level: int) -> int:
-    """The highest escalation step (1-based) due by `now` and not yet sent, else 0."""
+def due_steps(clock_started_at: datetime, now: datetime, steps_after: Sequence[timedelta], sent_level: int) -> range:
+    """The escalation steps (1-based) due by `now` and not yet sent; after downtime, all of them."""
     elapsed = now - clock_started_at
     due = sum(1 for after in steps_after if elapsed >= after)
-    return due if due > sent_level else 0
+    return range(sent_level + 1, due + 1)
+
+
+def next_escalation_at(clock_started_at: datetime, steps_after: Sequence[timedelta], sent_level: int) -> datetime | None:
+    """When the step after `sent_level` falls due; None once every step was sent."""
+    if sent_level >= len(steps_after):
+        return None
+    return clock_started_at + steps_after[sent_level]
+
+
+def human_time(value: datetime, tz: tzinfo) -> str:
+    """A time for people in the service's zone: 'Monday 9 June 2025, 14:02 CEST'."""
+    local = value.astimezone(tz)
+    return f"{local:%A} {local.day} {local:%B %Y, %H:%M %Z}"

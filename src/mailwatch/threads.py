@@ -9,13 +9,15 @@ from sqlalchemy.orm import Session
 from mailwatch.db.models import Message, OutboxMail, Thread
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.mail.rules import Category, Verdict
-from mailwatch.sla import ClockPolicy, first_deadline, reopened_deadline
+from mailwatch.sla import ClockPolicy, first_deadline, next_escalation_at, reopened_deadline
 
 OPEN, ANSWERED, CLOSED = "open", "answered", "closed"
 MAX_REFERENCES = 50  # a References header can be long; the newest ids matter most
 # Who answers a thread by writing into it. The shared address itself counts: agents
 # often reply from it with the mailbox in Cc (mailwatch's own mail is OWN_MESSAGE).
 STAFF_RESPONSES = {Category.STAFF: "staff-address", Category.OWN_ADDRESS: "own-address"}
+# In the Sent folder, any of these is a person's reply (not an auto-reply or our own ack).
+SENT_RESPONSES = {Category.STAFF, Category.OWN_ADDRESS, Category.CUSTOMER}
 
 
 def ticket_pattern(prefix: str) -> re.Pattern[str]:
@@ -68,6 +70,7 @@ def open_thread(
         clock_started_at=received_at,
         deadline_at=first_deadline(received_at, policy),
         escalation_level=0,
+        next_escalation_at=next_escalation_at(received_at, policy.steps, 0),
         message_count=0,
         created_at=now,
     )
@@ -76,10 +79,17 @@ def open_thread(
     return thread
 
 
-def apply_message(thread: Thread, verdict: Verdict, sender: str | None, received_at: datetime, policy: ClockPolicy) -> None:
+def apply_message(
+    thread: Thread, verdict: Verdict, sender: str | None, received_at: datetime, policy: ClockPolicy,
+    in_sent_folder: bool = False,
+) -> None:
     """Update a thread's counts and clock for one more message in it."""
     thread.message_count += 1
-    if verdict.is_customer:
+    if in_sent_folder:
+        # Whatever its From says, a person's mail in our Sent folder is our answer.
+        if verdict.category in SENT_RESPONSES:
+            mark_answered(thread, received_at, via="sent-folder", by=sender)
+    elif verdict.is_customer:
         customer_wrote(thread, received_at, policy)
     elif verdict.category in STAFF_RESPONSES:
         mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender)
@@ -93,11 +103,7 @@ def customer_wrote(thread: Thread, received_at: datetime, policy: ClockPolicy) -
     deadline = reopened_deadline(received_at, policy)
     if deadline is None:
         return
-    thread.status = OPEN
-    thread.clock += 1
-    thread.clock_started_at = received_at
-    thread.deadline_at = deadline
-    thread.escalation_level = 0
+    _start_new_clock(thread, received_at, deadline, policy)
 
 
 def mark_answered(thread: Thread, at: datetime, via: str, by: str | None) -> bool:
@@ -109,6 +115,7 @@ def mark_answered(thread: Thread, at: datetime, via: str, by: str | None) -> boo
     thread.answered_via = via
     thread.answered_by = by
     thread.deadline_at = None
+    thread.next_escalation_at = None
     return True
 
 
@@ -116,12 +123,19 @@ def close_thread(thread: Thread) -> None:
     """Closed threads have no clock: nothing more is expected of staff."""
     thread.status = CLOSED
     thread.deadline_at = None
+    thread.next_escalation_at = None
 
 
 def reopen_thread(thread: Thread, now: datetime, policy: ClockPolicy) -> None:
     """Start a new clock from `now`, as if the customer had just written again."""
+    _start_new_clock(thread, now, reopened_deadline(now, policy) or first_deadline(now, policy), policy)
+
+
+def _start_new_clock(thread: Thread, started_at: datetime, deadline: datetime, policy: ClockPolicy) -> None:
+    # A new clock number lets every escalation step fire once more, exactly once.
     thread.status = OPEN
     thread.clock += 1
-    thread.clock_started_at = now
-    thread.deadline_at = reopened_deadline(now, policy) or first_deadline(now, policy)
+    thread.clock_started_at = started_at
+    thread.deadline_at = deadline
     thread.escalation_level = 0
+    thread.next_escalation_at = next_escalation_at(started_at, policy.steps, 0)

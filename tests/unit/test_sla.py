@@ -1,12 +1,21 @@
 """The response clock: deadlines, reopening and escalation steps, with `now` passed in."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mailwatch.db.models import Thread
-from mailwatch.sla import ClockPolicy, due_step, first_deadline, reopened_deadline, time_left
+from mailwatch.sla import (
+    ClockPolicy,
+    due_steps,
+    first_deadline,
+    human_time,
+    next_escalation_at,
+    reopened_deadline,
+    time_left,
+)
 from mailwatch.threads import close_thread, customer_wrote, mark_answered, reopen_thread
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -38,23 +47,31 @@ def test_time_left_turns_negative_after_the_deadline():
 
 def test_steps_fall_due_in_order_and_only_once():
     # A step is due once its `after` has elapsed on the clock and it was not sent yet.
-    assert due_step(T0, T0 + timedelta(hours=19, minutes=59), STEPS, 0) == 0
-    assert due_step(T0, T0 + timedelta(hours=20), STEPS, 0) == 1
-    assert due_step(T0, T0 + timedelta(hours=21), STEPS, 1) == 0
-    assert due_step(T0, T0 + timedelta(hours=25), STEPS, 1) == 2
-    assert due_step(T0, T0 + timedelta(hours=25), STEPS, 2) == 0
+    assert list(due_steps(T0, T0 + timedelta(hours=19, minutes=59), STEPS, 0)) == []
+    assert list(due_steps(T0, T0 + timedelta(hours=20), STEPS, 0)) == [1]
+    assert list(due_steps(T0, T0 + timedelta(hours=21), STEPS, 1)) == []
+    assert list(due_steps(T0, T0 + timedelta(hours=25), STEPS, 1)) == [2]
+    assert list(due_steps(T0, T0 + timedelta(hours=25), STEPS, 2)) == []
 
 
-def test_a_late_sweep_sends_the_highest_due_step():
-    # After downtime, the lead gets the most urgent step, not a replay of every step.
-    assert due_step(T0, T0 + timedelta(days=3), STEPS, 0) == 2
+def test_a_late_sweep_sends_every_missed_step():
+    # After downtime, each step's recipients still hear: none is skipped.
+    assert list(due_steps(T0, T0 + timedelta(days=3), STEPS, 0)) == [1, 2]
+
+
+def test_next_escalation_is_the_next_unsent_step():
+    # The stored due time points at the next step, and at nothing once all were sent.
+    assert next_escalation_at(T0, STEPS, 0) == T0 + timedelta(hours=20)
+    assert next_escalation_at(T0, STEPS, 1) == T0 + timedelta(hours=24)
+    assert next_escalation_at(T0, STEPS, 2) is None
+    assert next_escalation_at(T0, (), 0) is None
 
 
 @given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10)), st.integers(0, 2))
-def test_due_step_never_goes_backwards(elapsed, sent):
-    # Whatever the elapsed time, a due step is always above what was already sent.
-    step = due_step(T0, T0 + elapsed, STEPS, sent)
-    assert step == 0 or sent < step <= len(STEPS)
+def test_due_steps_never_repeat_a_sent_step(elapsed, sent):
+    # Whatever the elapsed time, due steps are above what was already sent, in order.
+    steps = list(due_steps(T0, T0 + elapsed, STEPS, sent))
+    assert steps == sorted(steps) and all(sent < step <= len(STEPS) for step in steps)
 
 
 def test_staff_answer_stops_the_clock():
@@ -94,3 +111,35 @@ def test_closed_threads_have_no_clock_until_reopened():
     assert (thread.status, thread.deadline_at) == ("closed", None)
     reopen_thread(thread, T0 + DAY, policy)
     assert thread.status == "open" and thread.deadline_at == T0 + 2 * DAY and thread.clock == 2
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_human_times_name_their_zone_in_winter_and_summer():
+    # People read local time with its abbreviation; storage stays UTC.
+    assert human_time(datetime(2026, 1, 5, 8, 0, tzinfo=UTC), BERLIN) == "Monday 5 January 2026, 09:00 CET"
+    assert human_time(datetime(2026, 7, 5, 8, 0, tzinfo=UTC), BERLIN) == "Sunday 5 July 2026, 10:00 CEST"
+
+
+def test_deadline_across_spring_forward_is_24_elapsed_hours():
+    # The clocks jump an hour on 29 March 2026: the promise is 24 real hours, shown as 14:00 local.
+    received = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    deadline = first_deadline(received, ClockPolicy(DAY))
+    assert deadline - received == DAY
+    assert human_time(received, BERLIN) == "Saturday 28 March 2026, 13:00 CET"
+    assert human_time(deadline, BERLIN) == "Sunday 29 March 2026, 14:00 CEST"
+
+
+def test_deadline_across_fall_back_is_24_elapsed_hours():
+    # On 25 October 2026 the hour repeats: the deadline is an hour earlier on the wall clock.
+    received = datetime(2026, 10, 24, 12, 0, tzinfo=UTC)
+    assert human_time(received, BERLIN) == "Saturday 24 October 2026, 14:00 CEST"
+    assert human_time(first_deadline(received, ClockPolicy(DAY)), BERLIN) == "Sunday 25 October 2026, 13:00 CET"
+
+
+def test_escalation_steps_count_elapsed_time_not_wall_clock_across_dst():
+    # A step 20 h after a message received before the change is due 20 real hours later.
+    received = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)
+    assert list(due_steps(received, received + timedelta(hours=20), STEPS, 0)) == [1]
+    assert list(due_steps(received, received + timedelta(hours=19, minutes=59), STEPS, 0)) == []

@@ -81,6 +81,13 @@ class Thread(Base):
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
+        # The sweep reads only threads whose next step is due: an index range, not a scan.
+        Index(
+            "ix_threads_open_next_escalation",
+            "next_escalation_at",
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -99,6 +106,7 @@ class Thread(Base):
     answered_via: Mapped[str | None] = mapped_column(String(32))
     answered_by: Mapped[str | None] = mapped_column(String(320))
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -171,3 +179,25 @@ class OutboxMail(Base):
 
 
 Index("ix_outbox_kind_recipient_created", OutboxMail.kind, OutboxMail.recipient, OutboxMail.created_at)
+
+
+class Escalation(Base):
+    """One escalation step sent for one thread and clock: never twice, on any instance."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("thread_id", "clock", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"))
+    clock: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ServiceState(Base):
+    """Small facts the service keeps between runs, e.g. the escalation steps in force."""
+
+    __tablename__ = "service_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
