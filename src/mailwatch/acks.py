@@ -19,6 +19,7 @@ from mailwatch.db.models import Message, OutboxMail, Thread
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack
 from mailwatch.outbox import enqueue
+from mailwatch.sla import human_time
 from mailwatch.templates import Templates, build_email, header_address
 
 log = structlog.get_logger(__name__)
@@ -26,12 +27,6 @@ log = structlog.get_logger(__name__)
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 QUOTE_CHARS = 300  # of the customer's own words, enough to recognise the message
 CAP_WINDOW = timedelta(hours=1)
-
-
-def human_time(value: datetime, settings: Settings) -> str:
-    """A time for people, in the service's timezone: 'Monday 9 June 2025, 14:02 CEST'."""
-    local = value.astimezone(settings.service.tz)
-    return f"{local:%A} {local.day} {local:%B %Y, %H:%M %Z}"
 
 
 def bare_subject(subject: str, ticket_tag: re.Pattern[str]) -> str:
@@ -124,8 +119,8 @@ class Acknowledger:
             "customer": {"name": recipient.name, "address": recipient.address},
             "subject": parsed.subject,
             "subject_without_prefix": bare_subject(parsed.subject, self.ticket_tag),
-            "received_at": human_time(received_at, settings),
-            "deadline": human_time(thread.deadline_at or received_at + settings.sla.first_response, settings),
+            "received_at": human_time(received_at, settings.service.tz),
+            "deadline": human_time(thread.deadline_at or received_at + settings.sla.first_response, settings.service.tz),
             "response_within": format_duration(settings.sla.first_response),
             "faq": {"url": faq.url, "entries": matching_faq(faq.entries, f"{parsed.subject} {parsed.snippet}", faq.max_entries)},
             "quote": parsed.snippet[:QUOTE_CHARS],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 
-from mailwatch import __version__
+from mailwatch import __version__, daemon
 from mailwatch.config import Settings, default_config_path, format_duration, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--offline", action="store_true", help="validate without connecting anywhere")
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
+    commands.add_parser("run", help="the daemon: watch, acknowledge and escalate until stopped")
     commands.add_parser("poll", help="one full cycle, then exit")
     threads = commands.add_parser("threads", help="list conversations")
     threads.add_argument("--open", action="store_true", help="only open threads, most urgent first")
@@ -105,11 +106,17 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    daemon.run(settings)
+    return EXIT_OK
+
+
 def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings.service.database)
-    db.ensure_schema()
-    report = asyncio.run(Service(settings, db).run_once())
-    print(f"logged {report.logged} new messages")
+    service = Service(settings, Database(settings.service.database))
+    service.prepare()
+    report = asyncio.run(service.run_once())
+    print(f"logged {report.logged} new messages, escalated {len(report.sweep.escalated)} steps, "
+          f"sent {report.outbox.sent} emails ({report.outbox.deferred} deferred, {report.outbox.failed} failed)")
     for name, error in report.failed_mailboxes.items():
         print(f"mailbox {name} failed: {error}", file=sys.stderr)
     return EXIT_FAILURE if report.failed_mailboxes else EXIT_OK
@@ -187,6 +194,7 @@ def format_left(left: timedelta) -> str:
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "check": cmd_check,
     "db": cmd_db,
+    "run": cmd_run,
     "poll": cmd_poll,
     "threads": cmd_threads,
     "thread": cmd_thread,

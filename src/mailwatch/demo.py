@@ -3,12 +3,14 @@
 It writes a config into a temporary folder, delivers a handful of typical support
 mails (customers, a reply in a thread, an out-of-office, a bounce, a newsletter, a
 staff answer), runs `mailwatch poll`, shows the acknowledgments that reached the SMTP
-sink, and shows `mailwatch threads`.
+sink, waits for the (demo-short) escalation step, polls again to show the escalation
+email, and shows `mailwatch threads`.
 """
 
 import argparse
 import tempfile
 import textwrap
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -82,6 +84,19 @@ def write_config(folder: Path, dovecot: Dovecot, sink: SmtpSink) -> Path:
         [acknowledgment]
         enabled = true
 
+        # Demo-short deadlines: answer within 10 seconds, escalate after 4 and 10.
+        [sla]
+        first_response = "10s"
+        sweep_interval = "1s"
+
+        [[escalation]]
+        after = "4s"
+        to = ["lead@acme.example"]
+
+        [[escalation]]
+        after = "10s"
+        to = ["manager@acme.example"]
+
         [faq]
         url = "https://acme.example/help"
         entries = [
@@ -101,9 +116,8 @@ def step(title: str, *argv: str) -> None:
     cli.main(list(argv))
 
 
-def show_acks(sink: SmtpSink) -> None:
-    received = sink.received
-    print(f"\nThe SMTP sink received {len(received)} acknowledgments (none for the machines, one per thread):")
+def show_mail(title: str, received: list) -> None:
+    print(f"\n{title}")
     for mail in received:
         print(f"  to {', '.join(mail.recipients):24} {mail.message['Subject']}")
     if received:
@@ -124,9 +138,14 @@ def run_demo(folder: Path) -> None:
         print(f"delivered {len(sample_mail())} messages to {ACCOUNT}'s INBOX")
         base = ("--config", str(config))
         step("log everything new, acknowledge new customers", *base, "poll")
-        show_acks(sink)
+        acks = sink.received
+        show_mail(f"The SMTP sink received {len(acks)} acknowledgments (none for the machines, one per thread):", acks)
         step("nothing is logged or acknowledged twice", *base, "poll")
         step("the conversations", *base, "threads")
+        print("\n... 5 seconds pass and nobody answers Daniel (Zoë was answered by Alice) ...")
+        time.sleep(5)
+        step("the escalation sweep runs with every cycle (and every 30 s under `mailwatch run`)", *base, "poll")
+        show_mail("The team lead got this escalation:", sink.received[len(acks):])
         step("what still needs an answer, most urgent first", *base, "threads", "--open")
     finally:
         sink.stop()

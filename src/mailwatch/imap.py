@@ -83,6 +83,8 @@ class ImapConnection:
         try:
             self._client = self._connect()
             self._client.login(self.endpoint.username, self._password)
+            if b"CONDSTORE" in self._client.capabilities():
+                self._client.enable("CONDSTORE")  # HIGHESTMODSEQ: find flag changes cheaply
         except LoginError:
             self.close()
             raise AuthenticationError(f"IMAP login refused by {where} for {self.endpoint.username}") from None
@@ -143,6 +145,21 @@ class ImapConnection:
             response = self.client.fetch(list(uids), FETCH_ITEMS)
         # A UID can vanish between SEARCH and FETCH (expunged meanwhile): skip it.
         return [_to_fetched(uid, response[uid]) for uid in uids if uid in response]
+
+    def changed_flags(self, since_modseq: int) -> dict[int, tuple[str, ...]]:
+        """Flags of the messages whose flags changed after `since_modseq` (CONDSTORE)."""
+        with self._translated("UID SEARCH MODSEQ"):
+            # imapclient's fetch keeps only the UIDs it was given, so search first.
+            uids = self.client.search(["MODSEQ", str(since_modseq + 1)])
+        return self.flags(uids)
+
+    def flags(self, uids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        """Flags of the given messages (for servers without CONDSTORE)."""
+        if not uids:
+            return {}
+        with self._translated("UID FETCH FLAGS"):
+            response = self.client.fetch(list(uids), [b"FLAGS"])
+        return {uid: tuple(_text(f) for f in item.get(b"FLAGS", ())) for uid, item in response.items()}
 
     def close(self) -> None:
         """Log out, or at least drop the socket."""

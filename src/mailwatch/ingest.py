@@ -14,11 +14,12 @@ from mailwatch.imap import FetchedMessage
 from mailwatch.mail.parse import Address, ParsedMessage, parse_message
 from mailwatch.mail.rules import Category, Identity, Verdict, classify, reply_address
 from mailwatch.sla import ClockPolicy
-from mailwatch.threads import apply_message, find_thread, open_thread
+from mailwatch.threads import apply_message, find_thread, mark_answered, open_thread
 
 log = structlog.get_logger(__name__)
 
 MAX_STORED_ID = 500  # matches the column; real Message-IDs are far shorter
+ANSWERED_FLAG = "\\Answered"  # set by mail clients on the message someone replied to
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class FolderContext:
     ticket_tag: re.Pattern[str]
     policy: ClockPolicy
     acknowledger: Acknowledger | None = None  # None for folders that never ack (Sent)
+    sent_folder: bool = False  # staff replies filed here answer their threads
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage
     verdict = classify(parsed, ctx.identity)
     customer = reply_address(parsed)
     thread, new_thread = _thread_for(session, ctx, parsed, verdict, customer, received_at, now)
+    if thread is not None and verdict.is_customer and ANSWERED_FLAG in fetched.flags:
+        mark_answered(thread, now, via="flag", by=None)  # answered from a mail client already
     row = _message_row(ctx, fetched, parsed, verdict, received_at, now)
     row.message_id = message_id
     row.thread_id = thread.id if thread else None
@@ -104,12 +108,12 @@ def _thread_for(
     """The message's thread (None for machines that join none), and whether it is new."""
     thread, new = find_thread(session, parsed, ctx.ticket_tag), False
     if thread is None:
-        # Only a person opens a ticket: a bounce or a newsletter must never escalate.
-        if not (verdict.is_customer and customer):
+        # Only a customer opens a ticket: a bounce or a newsletter must never escalate.
+        if ctx.sent_folder or not (verdict.is_customer and customer):
             return None, False
         thread, new = open_thread(session, ctx.mailbox, parsed, customer, received_at, ctx.policy, now), True
     sender = parsed.from_[0].address.lower() if parsed.from_ else None
-    apply_message(thread, verdict, sender, received_at, ctx.policy)
+    apply_message(thread, verdict, sender, received_at, ctx.policy, in_sent_folder=ctx.sent_folder)
     return thread, new
 
 
@@ -136,3 +140,24 @@ def _message_row(
         category=verdict.category.value, category_reason=verdict.reason,
         parse_error=parsed.parse_error,
     )
+
+
+def record_flags(session: Session, ctx: FolderContext, flags: dict[int, tuple[str, ...]], now: datetime) -> list[int]:
+    """Store changed flags; a customer message flagged \\Answered answers its thread."""
+    if not flags:
+        return []
+    rows = session.scalars(
+        select(Message).where(
+            Message.mailbox == ctx.mailbox, Message.folder == ctx.folder,
+            Message.uidvalidity == ctx.uidvalidity, Message.uid.in_(list(flags)),
+        )
+    ).all()
+    answered: list[int] = []
+    for row in rows:
+        row.flags = " ".join(flags[row.uid])
+        if ANSWERED_FLAG in flags[row.uid] and row.thread_id is not None and row.category == Category.CUSTOMER.value:
+            thread = session.get(Thread, row.thread_id)
+            if mark_answered(thread, now, via="flag", by=None):
+                answered.append(thread.id)
+                log.info("thread_answered", thread=thread.id, via="flag", mailbox=ctx.mailbox, uid=row.uid)
+    return answered

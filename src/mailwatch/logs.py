@@ -33,7 +33,9 @@ _PROTOCOL_LOGGERS = ("imapclient",)
 # The lowest level a protocol logger may emit.
 _PROTOCOL_FLOOR = logging.INFO
 # Libraries that narrate routine work at INFO ("Context impl SQLiteImpl."): warnings only.
-_CHATTY_LOGGERS = ("alembic", "apscheduler", "aiosmtplib")
+_CHATTY_LOGGERS = ("alembic", "aiosmtplib")
+# apscheduler warns on every run skipped by max_instances=1, which is by design here.
+_QUIET_LOGGERS = ("apscheduler",)
 # How deep redaction looks into nested dicts and lists.
 _REDACT_DEPTH = 4
 
@@ -130,6 +132,8 @@ def _install_handler(handler: logging.Handler, level: int) -> None:
         logging.getLogger(name).setLevel(max(level, _PROTOCOL_FLOOR))
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.ERROR))
 
 
 def configure_logging(format: str = "json", level: str = "info", stream: TextIO | None = None) -> None:

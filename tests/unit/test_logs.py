@@ -113,10 +113,10 @@ def test_redact_processor_leaves_other_keys_alone() -> None:
 def test_stdlib_logging_goes_through_the_same_renderer(stream: io.StringIO) -> None:
     # alembic and apscheduler log through the standard library; they become JSON lines too.
     configure_logging("json", "info", stream)
-    logging.getLogger("apscheduler.scheduler").warning("Job %r missed", "sweep", extra={"job": "sweep"})
+    logging.getLogger("alembic.runtime").warning("Revision %r missing", "0009", extra={"job": "upgrade"})
     (line,) = lines(stream)
     assert (line["event"], line["level"], line["logger"], line["job"]) == (
-        "Job 'sweep' missed", "warning", "apscheduler.scheduler", "sweep",
+        "Revision '0009' missing", "warning", "alembic.runtime", "upgrade",
     )
     assert "timestamp" in line
 
@@ -125,7 +125,7 @@ def test_chatty_libraries_are_kept_to_warnings(stream: io.StringIO) -> None:
     # Routine library narration ("Context impl SQLiteImpl.") stays out of the journal.
     configure_logging("json", "info", stream)
     logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
-    logging.getLogger("apscheduler.scheduler").info("Added job 'sweep'")
+    logging.getLogger("apscheduler.executors.default").warning("Execution of job skipped: maximum number of running instances reached")
     assert lines(stream) == []
 
 

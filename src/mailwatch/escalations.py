@@ -1,0 +1,177 @@
+"""The escalation sweep: threads whose next step fell due become digest emails.
+
+One sweep reads only the threads whose stored `next_escalation_at` has passed (an
+index range), records each (thread, clock, step) once — a unique key, so a restart or
+a second instance can never send a step twice — and queues one digest per recipient.
+"""
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailwatch.acks import our_message_id
+from mailwatch.config import Settings, format_duration
+from mailwatch.db.models import Escalation, Message, ServiceState, Thread
+from mailwatch.mail.rules import Category
+from mailwatch.outbox import enqueue
+from mailwatch.sla import ClockPolicy, due_steps, human_time, next_escalation_at
+from mailwatch.templates import Templates, build_email
+
+log = structlog.get_logger(__name__)
+
+SWEEP_LIMIT = 500  # threads per sweep; a larger backlog is finished by the next sweeps
+QUOTE_CHARS = 400
+STEPS_KEY = "escalation_steps"  # service_state key: the steps next_escalation_at was computed for
+
+
+@dataclass(frozen=True)
+class DueItem:
+    thread: Thread
+    step: int
+
+
+@dataclass
+class SweepReport:
+    escalated: list[DueItem] = field(default_factory=list)
+    emails: int = 0
+
+
+def steps_fingerprint(policy: ClockPolicy) -> str:
+    return ",".join(str(int(after.total_seconds())) for after in policy.steps)
+
+
+def realign_schedule(session: Session, policy: ClockPolicy) -> int:
+    """Recompute open threads' next step time after the configured steps changed."""
+    state = session.get(ServiceState, STEPS_KEY)
+    if state is not None and state.value == steps_fingerprint(policy):
+        return 0
+    threads = session.scalars(select(Thread).where(Thread.status == "open")).all()
+    for thread in threads:
+        thread.next_escalation_at = next_escalation_at(thread.clock_started_at, policy.steps, thread.escalation_level)
+    session.merge(ServiceState(key=STEPS_KEY, value=steps_fingerprint(policy)))
+    log.info("escalation_schedule_realigned", threads=len(threads), steps=steps_fingerprint(policy))
+    return len(threads)
+
+
+class Escalator:
+    """Finds due steps and queues the escalation digests."""
+
+    def __init__(self, settings: Settings, templates: Templates, policy: ClockPolicy) -> None:
+        self.settings = settings
+        self.templates = templates
+        self.policy = policy
+
+    def sweep(self, session: Session, now: datetime) -> SweepReport:
+        """Escalate every thread whose next step is due; queue one digest per recipient."""
+        report = SweepReport()
+        threads = session.scalars(
+            select(Thread)
+            .where(Thread.status == "open", Thread.next_escalation_at <= now)
+            .order_by(Thread.next_escalation_at)
+            .limit(SWEEP_LIMIT)
+            .with_for_update(skip_locked=True)  # another instance's sweep takes the others
+        ).all()
+        for thread in threads:
+            report.escalated.extend(self._advance(session, thread, now))
+        session.flush()  # a step another instance recorded first fails here: roll back, no mail
+        for recipient, items in self._by_recipient(report.escalated).items():
+            self._queue_digest(session, recipient, items, now)
+            report.emails += 1
+        return report
+
+    def _advance(self, session: Session, thread: Thread, now: datetime) -> list[DueItem]:
+        steps = due_steps(thread.clock_started_at, now, self.policy.steps, thread.escalation_level)
+        for step in steps:
+            session.add(Escalation(thread_id=thread.id, clock=thread.clock, step=step, created_at=now))
+            log.warning("thread_escalated", thread=thread.id, step=step, clock=thread.clock,
+                        deadline_at=thread.deadline_at.isoformat() if thread.deadline_at else None)
+        if steps:
+            thread.escalation_level = steps[-1]
+        thread.next_escalation_at = next_escalation_at(thread.clock_started_at, self.policy.steps, thread.escalation_level)
+        return [DueItem(thread, step) for step in steps]
+
+    def _by_recipient(self, due: list[DueItem]) -> dict[str, list[DueItem]]:
+        grouped: dict[str, list[DueItem]] = defaultdict(list)
+        for item in due:
+            for recipient in self.settings.escalations[item.step - 1].to:
+                grouped[recipient.lower()].append(item)
+        return grouped
+
+    def _queue_digest(self, session: Session, recipient: str, items: list[DueItem], now: datetime) -> None:
+        smtp = self.settings.smtp
+        items = sorted(items, key=lambda item: (item.thread.deadline_at or now, item.thread.id))
+        context = self.context([self.item_context(session, item, now) for item in items], now)
+        first = items[0].thread.id
+        message = build_email(
+            self.templates.render_mail("escalation", context), sender=smtp.from_, to=recipient,
+            message_id=our_message_id(first, now, smtp.from_domain), date=format_datetime(now),
+            extra_headers={"Auto-Submitted": "auto-generated", "X-Mailwatch-Loop": smtp.from_address,
+                           "X-Priority": "1" if context["overdue_count"] else "2"},
+        )
+        enqueue(session, kind="escalation", dedupe_key=f"escalation:{uuid.uuid4().hex}:{recipient}",
+                message=message, recipient=recipient, envelope_from=smtp.from_address, now=now,
+                thread_id=first if len(items) == 1 else None)
+        log.info("escalation_queued", recipient=recipient, threads=[item.thread.id for item in items])
+
+    def item_context(self, session: Session, item: DueItem, now: datetime) -> dict:
+        """What the templates show about one escalated thread."""
+        thread, settings = item.thread, self.settings
+        latest = session.scalars(
+            select(Message).where(Message.thread_id == thread.id, Message.category == Category.CUSTOMER.value)
+            .order_by(Message.received_at.desc(), Message.id.desc()).limit(1)
+        ).first()
+        left = (thread.deadline_at - now) if thread.deadline_at else timedelta(0)
+        return {
+            "ticket": f"{settings.service.ticket_prefix}{thread.id}",
+            "ticket_number": thread.id,
+            "mailbox": thread.mailbox,
+            "customer": {"name": thread.customer_name, "address": thread.customer_address},
+            "subject": thread.subject,
+            "received_at": human_time(thread.clock_started_at, self.settings.service.tz),
+            "deadline": human_time(thread.deadline_at, self.settings.service.tz) if thread.deadline_at else "",
+            "overdue": left < timedelta(0),
+            "left": _rounded(abs(left)),
+            "step": item.step,
+            "steps": len(self.policy.steps),
+            "messages": thread.message_count,
+            "quote": latest.snippet[:QUOTE_CHARS] if latest else "",
+            "answer_command": f"mailwatch thread answered {thread.id}",
+        }
+
+    def context(self, items: list[dict], now: datetime) -> dict:
+        """The digest: most urgent first, with counts for the subject."""
+        return {
+            "service": {"name": self.settings.service.name, "phone": self.settings.service.phone},
+            "items": items,
+            "count": len(items),
+            "overdue_count": sum(1 for item in items if item["overdue"]),
+            "most_urgent": items[0],
+            "generated_at": human_time(now, self.settings.service.tz),
+        }
+
+
+def _rounded(duration: timedelta) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    return format_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
+
+
+def sample_escalation_context(escalator: Escalator, now: datetime) -> dict:
+    """A realistic digest context for test-rendering the escalation templates at `check` time."""
+    first_response = escalator.settings.sla.first_response
+    item = {
+        "ticket": f"{escalator.settings.service.ticket_prefix}1042", "ticket_number": 1042,
+        "mailbox": escalator.settings.mailboxes[0].name,
+        "customer": {"name": "Renée Lefèvre", "address": "renee@example.com"},
+        "subject": "Réclamation: order 1234 arrived broken",
+        "received_at": human_time(now - first_response, escalator.settings.service.tz),
+        "deadline": human_time(now, escalator.settings.service.tz), "overdue": True, "left": "5m",
+        "step": 1, "steps": max(len(escalator.policy.steps), 1), "messages": 2,
+        "quote": "Hello, my order arrived broken.", "answer_command": "mailwatch thread answered 1042",
+    }
+    return escalator.context([item], now)

@@ -1,0 +1,149 @@
+"""Bringing one IMAP folder's log up to date: new messages, UIDVALIDITY, flags.
+
+Each batch of fetched messages is recorded in one transaction together with the
+folder's last UID, so a process killed mid-backlog resumes exactly where its last
+commit ended. A batch that fails is retried one message at a time, and a message
+that still fails is quarantined: it never blocks the messages after it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from mailwatch.db.engine import Database
+from mailwatch.db.models import FolderState, Message, Thread
+from mailwatch.imap import FetchedMessage, FolderStatus, ImapConnection
+from mailwatch.ingest import FolderContext, Logged, record_flags, record_message, record_unparsable
+from mailwatch.mail.rules import Category
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class FolderReport:
+    mailbox: str
+    folder: str
+    logged: int = 0
+    duplicates: int = 0
+    answered_by_flag: int = 0
+    resynced: bool = False
+
+
+def folder_state(session: Session, mailbox: str, folder: str) -> FolderState:
+    """The folder's sync state row, created on first use."""
+    state = session.scalar(select(FolderState).where(FolderState.mailbox == mailbox, FolderState.folder == folder))
+    if state is None:
+        state = FolderState(mailbox=mailbox, folder=folder, last_uid=0)
+        session.add(state)
+        session.flush()
+    return state
+
+
+class FolderSync:
+    """Syncs folders into the database through one open IMAP connection."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.clock = clock
+
+    def run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool) -> FolderReport:
+        """Log what is new in `folder`, then look at changed flags."""
+        status = connection.select(folder.folder)
+        ctx = replace(folder, uidvalidity=status.uidvalidity)
+        report = FolderReport(ctx.mailbox, ctx.folder)
+        since_modseq = self._prepare(ctx, status, report)
+        for batch in connection.fetch_new(self._last_uid(ctx)):
+            for logged in self.store_batch(ctx, batch):
+                report.duplicates += logged.duplicate
+                report.logged += not logged.duplicate
+        if check_flags:
+            report.answered_by_flag = self.sync_flags(connection, ctx, status, since_modseq)
+        self._finish(ctx, status)
+        log.info("folder_synced", mailbox=ctx.mailbox, folder=ctx.folder, logged=report.logged,
+                 duplicates=report.duplicates, answered_by_flag=report.answered_by_flag)
+        return report
+
+    def _prepare(self, ctx: FolderContext, status: FolderStatus, report: FolderReport) -> int | None:
+        """Start a full, deduplicated resync when UIDVALIDITY changed; the stored MODSEQ."""
+        with self.db.session() as session:
+            state = folder_state(session, ctx.mailbox, ctx.folder)
+            if state.uidvalidity == status.uidvalidity:
+                return state.highest_modseq
+            if state.uidvalidity is not None:
+                report.resynced = True
+                log.warning("uidvalidity_changed", mailbox=ctx.mailbox, folder=ctx.folder,
+                            old=state.uidvalidity, new=status.uidvalidity)
+            state.uidvalidity, state.last_uid, state.highest_modseq = status.uidvalidity, 0, None
+            return None
+
+    def _last_uid(self, ctx: FolderContext) -> int:
+        with self.db.session() as session:
+            return folder_state(session, ctx.mailbox, ctx.folder).last_uid
+
+    def store_batch(self, ctx: FolderContext, batch: list[FetchedMessage]) -> list[Logged]:
+        """Record a batch in one transaction; on failure, one message at a time."""
+        if not batch:
+            return []
+        try:
+            with self.db.session() as session:
+                now = self.clock()
+                logged = [record_message(session, ctx, fetched, now) for fetched in batch]
+                self._advance(session, ctx, batch[-1].uid)
+            return logged
+        except (SQLAlchemyError, ValueError) as exc:
+            log.warning("batch_retried_singly", mailbox=ctx.mailbox, folder=ctx.folder,
+                        first_uid=batch[0].uid, error=exc.__class__.__name__)
+            return [self.store_one(ctx, fetched) for fetched in batch]
+
+    def store_one(self, ctx: FolderContext, fetched: FetchedMessage) -> Logged:
+        """Record one message; a poison message is quarantined and never blocks the rest."""
+        try:
+            with self.db.session() as session:
+                logged = record_message(session, ctx, fetched, self.clock())
+                self._advance(session, ctx, fetched.uid)
+            return logged
+        except Exception as exc:  # noqa: BLE001 - anything a message can trigger
+            log.exception("message_record_failed", mailbox=ctx.mailbox, uid=fetched.uid)
+            with self.db.session() as session:
+                logged = record_unparsable(session, ctx, fetched, self.clock(), repr(exc))
+                self._advance(session, ctx, fetched.uid)
+            return logged
+
+    @staticmethod
+    def _advance(session: Session, ctx: FolderContext, uid: int) -> None:
+        state = folder_state(session, ctx.mailbox, ctx.folder)
+        if state.uidvalidity == ctx.uidvalidity:
+            state.last_uid = max(state.last_uid, uid)
+
+    def sync_flags(self, connection: ImapConnection, ctx: FolderContext, status: FolderStatus,
+                   since_modseq: int | None) -> int:
+        """Notice \\Answered flags set by mail clients; returns how many threads that answered."""
+        if status.highest_modseq is not None:
+            if since_modseq is None or status.highest_modseq <= since_modseq:
+                return 0  # first sync (flags came with the fetch) or nothing changed
+            flags = connection.changed_flags(since_modseq)
+        else:
+            flags = connection.flags(self._open_thread_uids(ctx))  # no CONDSTORE: re-read open threads
+        with self.db.session() as session:
+            return len(record_flags(session, ctx, flags, self.clock()))
+
+    def _open_thread_uids(self, ctx: FolderContext) -> list[int]:
+        with self.db.session() as session:
+            return list(session.scalars(
+                select(Message.uid).join(Thread, Message.thread_id == Thread.id).where(
+                    Thread.status == "open", Message.mailbox == ctx.mailbox, Message.folder == ctx.folder,
+                    Message.uidvalidity == ctx.uidvalidity, Message.category == Category.CUSTOMER.value,
+                )
+            ))
+
+    def _finish(self, ctx: FolderContext, status: FolderStatus) -> None:
+        with self.db.session() as session:
+            state = folder_state(session, ctx.mailbox, ctx.folder)
+            state.last_sync_at = self.clock()
+            if state.uidvalidity == status.uidvalidity and status.highest_modseq is not None:
+                state.highest_modseq = status.highest_modseq
