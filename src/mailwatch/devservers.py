@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -156,22 +156,26 @@ class Dovecot:
         if os.geteuid() == 0:
             entry = pwd.getpwnam(UNPRIVILEGED_USER)
             kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+        # Its own process group, so that stop() also ends the per-connection imap processes.
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True, **kwargs)
         if not wait_for_port(self.port, STARTUP_TIMEOUT_S):
             self.stop()
             raise RuntimeError(f"Dovecot did not start; see {self.root / 'dovecot.log'}")
 
     def stop(self) -> None:
-        """Stop Dovecot and wait for it to exit (its mail stays for a restart)."""
+        """Stop Dovecot and every connection it serves, as a crash or reboot would (mail stays)."""
         process, self.process = self.process, None
         if process is None:
             return
-        process.send_signal(signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # stragglers: imap processes outlive the master
 
     def destroy(self) -> None:
         self.stop()

@@ -6,6 +6,8 @@ Everything here blocks; callers run each connection in its own worker thread
 
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +31,10 @@ FETCH_ITEMS = [
     b"BODY.PEEK[HEADER]",  # PEEK: reading must never mark a customer's mail as seen
     f"BODY.PEEK[TEXT]<0.{BODY_PREFIX_BYTES}>".encode(),
 ]
+
+
+IDLE_TICK_S = 1.0  # how often an IDLE wait looks at the stop flag
+FOLDER_CHANGES = (b"EXISTS", b"EXPUNGE", b"FETCH")  # IDLE responses worth a sync
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,27 @@ class ImapConnection:
             response = self.client.fetch(list(uids), [b"FLAGS"])
         return {uid: tuple(_text(f) for f in item.get(b"FLAGS", ())) for uid, item in response.items()}
 
+    def supports_idle(self) -> bool:
+        return b"IDLE" in self.capabilities()
+
+    def idle_wait(self, timeout_s: float, stop: threading.Event) -> bool:
+        """IDLE on the selected folder until it changes (True), `timeout_s` passes or `stop` is set."""
+        deadline = time.monotonic() + timeout_s
+        with self._translated("IDLE"):
+            self.client.idle()
+            try:
+                while not stop.is_set() and time.monotonic() < deadline:
+                    started = time.monotonic()
+                    responses = self.client.idle_check(timeout=IDLE_TICK_S)
+                    if any(_is_change(response) for response in responses):
+                        return True
+                    if not responses and time.monotonic() - started < IDLE_TICK_S / 2:
+                        # Readable but nothing to read: the server closed the connection.
+                        raise TransientError(f"IMAP server {self.endpoint.host} closed the connection during IDLE")
+                return False
+            finally:
+                self.client.idle_done()
+
     def close(self) -> None:
         """Log out, or at least drop the socket."""
         client, self._client = self._client, None
@@ -199,6 +226,11 @@ def _to_fetched(uid: int, item: dict) -> FetchedMessage:
         header=item.get(b"BODY[HEADER]") or b"",
         body_prefix=body or b"",
     )
+
+
+def _is_change(response: tuple) -> bool:
+    """EXISTS (new mail), EXPUNGE or FETCH (flags) change the folder; "OK Still here" does not."""
+    return len(response) >= 2 and response[1] in FOLDER_CHANGES
 
 
 def _text(flag: bytes | str) -> str:

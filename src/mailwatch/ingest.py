@@ -45,6 +45,7 @@ class Logged:
     category: str
     thread_id: int | None
     duplicate: bool = False
+    ack_outcome: str | None = None
 
 
 def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime) -> Logged:
@@ -74,7 +75,7 @@ def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage
         message_id=message_id, thread=row.thread_id, classification=verdict.category.value,
         reason=verdict.reason, received_at=received_at.isoformat(),
     )
-    return Logged(fetched.uid, message_id, verdict.category.value, row.thread_id)
+    return Logged(fetched.uid, message_id, verdict.category.value, row.thread_id, ack_outcome=row.ack_outcome)
 
 
 def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime, error: str) -> Logged:

@@ -10,7 +10,8 @@ that message once the lease expires; nothing queued is ever lost.
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -78,6 +79,8 @@ class DrainReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    sent_by_kind: Counter[str] = field(default_factory=Counter)
+    last_error: str | None = None
 
 
 class Outbox:
@@ -94,10 +97,10 @@ class Outbox:
         self.connections = connections
         self.rng = rng or random.Random()
 
-    async def drain(self) -> DrainReport:
-        """Send everything due now; returns how it went."""
+    async def drain(self, stop: asyncio.Event | None = None) -> DrainReport:
+        """Send everything due now, a round at a time, until done or `stop` is set."""
         report = DrainReport()
-        while claimed := await asyncio.to_thread(self.claim, CLAIM_BATCH):
+        while not (stop and stop.is_set()) and (claimed := await asyncio.to_thread(self.claim, CLAIM_BATCH)):
             shares = [claimed[i :: self.connections] for i in range(self.connections)]
             outcomes = await asyncio.gather(*(self._send_share(share) for share in shares if share))
             results = [result for share in outcomes for result in share]
@@ -105,6 +108,14 @@ class Outbox:
             if report.deferred and not report.sent:
                 break  # the server is unwell: leave the rest for the next round
         return report
+
+    def release_claims(self) -> int:
+        """Forget every lease: only safe when no other instance can be sending (SQLite)."""
+        with self.db.session() as session:
+            rows = session.scalars(select(OutboxMail).where(OutboxMail.claimed_until.is_not(None))).all()
+            for row in rows:
+                row.claimed_until = None
+            return len(rows)
 
     def claim(self, limit: int) -> list[Claimed]:
         """Lease up to `limit` due rows to this process (skipping rows others hold)."""
@@ -152,6 +163,7 @@ class Outbox:
                 if error is None:
                     row.status, row.sent_at, row.last_error = SENT, now, None
                     report.sent += 1
+                    report.sent_by_kind[item.kind] += 1
                     log.info("mail_sent", kind=item.kind, outbox_id=item.id, thread=item.thread_id,
                              recipient=item.recipient, message_id=row.message_id)
                 else:
@@ -159,7 +171,7 @@ class Outbox:
 
     def _record_failure(self, row: OutboxMail, error: Exception, now: datetime, report: DrainReport) -> None:
         row.attempts += 1
-        row.last_error = str(error)[:2000]
+        row.last_error = report.last_error = str(error)[:2000]
         gave_up = now - row.created_at >= self.policy.give_up_after
         if isinstance(error, PermanentError) or gave_up:
             row.status = FAILED

@@ -13,11 +13,13 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from mailwatch.acks import Acknowledger, sample_context
+from mailwatch.alerts import notice_context, queue_notice, sample_notice
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
 from mailwatch.errors import PermanentError, TransientError
 from mailwatch.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
+from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.ingest import FolderContext
 from mailwatch.mail.rules import Identity
@@ -135,13 +137,20 @@ class Service:
         """Sync a mailbox's watched folder and Sent folder (blocking: runs in a thread)."""
         connection = open_imap(mailbox)
         try:
-            reports = [self.folders.run(connection, self.folder_context(mailbox, mailbox.folder), check_flags=True)]
-            if mailbox.sent_folder:
-                sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
-                reports.append(self.folders.run(connection, sent, check_flags=False))
-            return reports
+            return [self.sync_inbox(connection, mailbox), *self.sync_sent(connection, mailbox)]
         finally:
             connection.close()
+
+    def sync_inbox(self, connection: ImapConnection, mailbox: MailboxSettings) -> FolderReport:
+        """New messages and changed flags of the watched folder, on an open connection."""
+        return self.folders.run(connection, self.folder_context(mailbox, mailbox.folder), check_flags=True)
+
+    def sync_sent(self, connection: ImapConnection, mailbox: MailboxSettings) -> list[FolderReport]:
+        """Staff replies filed in the Sent folder, if the mailbox names one."""
+        if not mailbox.sent_folder:
+            return []
+        sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
+        return [self.folders.run(connection, sent, check_flags=False)]
 
     def sweep(self) -> SweepReport:
         """Queue escalations for every thread whose next step is due."""
@@ -155,9 +164,9 @@ class Service:
             log.info("sweep_conflict_skipped")
             return SweepReport()
 
-    async def drain_outbox(self) -> DrainReport:
-        """Send whatever the outbox holds that is due."""
-        return await self.outbox.drain() if self.outbox else DrainReport()
+    async def drain_outbox(self, stop: asyncio.Event | None = None) -> DrainReport:
+        """Send whatever the outbox holds that is due (a round at a time until `stop`)."""
+        return await self.outbox.drain(stop) if self.outbox else DrainReport()
 
     def check_templates(self) -> list[str]:
         """Render every template against a sample; the problems found (file: line: reason)."""
@@ -167,7 +176,13 @@ class Service:
         return self.templates.check({
             "ack": sample_context(self.acknowledger, now),
             "escalation": sample_escalation_context(self.escalator, now),
+            "alert": notice_context(self.settings, sample_notice(now)),
         })
+
+    def queue_notice(self, notice: Notice) -> int:
+        """Queue an alert or recovery email about mailwatch itself."""
+        with self.db.session() as session:
+            return queue_notice(session, self.settings, self.templates, notice, self.clock())
 
     async def check_smtp(self) -> None:
         """Connect and log in to the SMTP server, or raise saying why not."""

@@ -7,7 +7,8 @@ that still fails is quarantined: it never blocks the messages after it.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
@@ -32,6 +33,17 @@ class FolderReport:
     duplicates: int = 0
     answered_by_flag: int = 0
     resynced: bool = False
+    categories: Counter[str] = field(default_factory=Counter)
+    ack_outcomes: Counter[str] = field(default_factory=Counter)
+
+    def count(self, logged: Logged) -> None:
+        if logged.duplicate:
+            self.duplicates += 1
+            return
+        self.logged += 1
+        self.categories[logged.category] += 1
+        if logged.ack_outcome:
+            self.ack_outcomes[logged.ack_outcome] += 1
 
 
 def folder_state(session: Session, mailbox: str, folder: str) -> FolderState:
@@ -59,8 +71,7 @@ class FolderSync:
         since_modseq = self._prepare(ctx, status, report)
         for batch in connection.fetch_new(self._last_uid(ctx)):
             for logged in self.store_batch(ctx, batch):
-                report.duplicates += logged.duplicate
-                report.logged += not logged.duplicate
+                report.count(logged)
         if check_flags:
             report.answered_by_flag = self.sync_flags(connection, ctx, status, since_modseq)
         self._finish(ctx, status)

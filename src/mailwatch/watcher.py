@@ -1,0 +1,105 @@
+"""One mailbox's watched folder, kept current from a thread of its own.
+
+The watcher logs in, syncs, then waits in IMAP IDLE (when the server offers it and
+`mailbox.idle` is on) until the folder changes or `poll_interval` passes, and syncs
+again; without IDLE it simply polls. Every failure is retried with capped
+exponential backoff and jitter; a refused login is retried slowly, not hammered.
+"""
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from mailwatch.config import MailboxSettings
+from mailwatch.errors import AuthenticationError, TransientError
+from mailwatch.imap import ImapConnection
+from mailwatch.sync import FolderReport
+
+log = structlog.get_logger(__name__)
+
+RETRY_INITIAL_S = 1.0
+RETRY_MAX_S = 120.0
+AUTH_RETRY_S = 300.0  # a wrong password does not fix itself; SIGHUP retries at once
+
+
+def backoff_s(attempt: int, rng: random.Random, maximum_s: float = RETRY_MAX_S) -> float:
+    """Capped exponential backoff with jitter: 1, 2, 4 … seconds, at most `maximum_s`."""
+    return min(maximum_s, RETRY_INITIAL_S * 2 ** max(attempt - 1, 0)) * rng.uniform(0.5, 1.0)
+
+
+@dataclass
+class WatcherHooks:
+    """How a watcher talks back to the daemon (each is called from the watcher's thread)."""
+
+    connect: Callable[[MailboxSettings], ImapConnection]
+    sync: Callable[[ImapConnection, MailboxSettings], FolderReport]
+    synced: Callable[[MailboxSettings, FolderReport], None]
+    failed: Callable[[MailboxSettings, Exception, int], None]
+
+
+class MailboxWatcher:
+    """IDLE-or-poll loop for one mailbox; `stop()` ends it within about a second."""
+
+    def __init__(self, mailbox: MailboxSettings, hooks: WatcherHooks, rng: random.Random | None = None) -> None:
+        self.mailbox = mailbox
+        self.hooks = hooks
+        self.rng = rng or random.Random()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"watch-{mailbox.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def join(self, timeout_s: float) -> bool:
+        self.thread.join(timeout_s)
+        return not self.thread.is_alive()
+
+    def run(self) -> None:
+        """Reconnect forever until stopped."""
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                connection = self.hooks.connect(self.mailbox)
+            except Exception as exc:  # noqa: BLE001 - retried below, whatever it was
+                attempt += 1
+                self._wait_after(exc, attempt)
+                continue
+            try:
+                attempt = 0
+                self._watch(connection)
+            except Exception as exc:  # noqa: BLE001 - a dropped connection is retried
+                attempt += 1
+                self._wait_after(exc, attempt)
+            finally:
+                connection.close()
+
+    def _watch(self, connection: ImapConnection) -> None:
+        use_idle = self.mailbox.idle and connection.supports_idle()
+        log.info("mailbox_watching", mailbox=self.mailbox.name, mode="idle" if use_idle else "poll")
+        interval_s = self.mailbox.poll_interval.total_seconds()
+        while not self.stopping.is_set():
+            report = self.hooks.sync(connection, self.mailbox)
+            self.hooks.synced(self.mailbox, report)
+            if use_idle:
+                # Re-issued every poll_interval: well inside IDLE's 29 minutes, and a health check.
+                connection.idle_wait(interval_s, self.stopping)
+            else:
+                self.stopping.wait(interval_s)
+
+    def _wait_after(self, exc: Exception, attempt: int) -> None:
+        self.hooks.failed(self.mailbox, exc, attempt)
+        if isinstance(exc, AuthenticationError):
+            delay = AUTH_RETRY_S
+        else:
+            delay = backoff_s(attempt, self.rng)
+        if not isinstance(exc, TransientError):
+            log.exception("mailbox_watch_crashed", mailbox=self.mailbox.name, exc_info=exc)
+        log.warning("mailbox_retry", mailbox=self.mailbox.name, attempt=attempt, retry_in_s=round(delay, 1),
+                    error=str(exc))
+        self.stopping.wait(delay)
