@@ -55,8 +55,9 @@ def _ticket(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    args.config = args.config or default_config_path(os.environ)
     try:
-        settings = load_settings(args.config or default_config_path(os.environ))
+        settings = load_settings(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
@@ -107,7 +108,7 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    daemon.run(settings)
+    daemon.run(args.config, settings)
     return EXIT_OK
 
 

@@ -1,0 +1,303 @@
+"""`mailwatch run` as a real process against Dovecot and aiosmtpd: IDLE, faults, signals."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailwatch.config import load_settings
+from mailwatch.db.models import Message, OutboxMail
+from mailwatch.devservers import Dovecot, free_port
+from tests.mailfactory import customer_mail
+
+ACK_FAST = 'max_age = "2d"'
+# Faults of servers and processes do not depend on the database: SQLite is enough there.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+class RunningDaemon:
+    """A `mailwatch run` subprocess whose JSON log lines land in a file."""
+
+    def __init__(self, config: Path, log_path: Path, env: dict | None = None) -> None:
+        self.log_path = log_path
+        self.log_file = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mailwatch.cli", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL, stderr=self.log_file, env={**os.environ, **(env or {})},
+        )
+
+    def events(self, name: str | None = None) -> list[dict]:
+        lines = [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+        return [line for line in lines if name is None or line.get("event") == name]
+
+    def wait_for_event(self, name: str, timeout_s: float = 15) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if found := self.events(name):
+                return found[-1]
+            assert self.process.poll() is None, f"daemon exited early: {self.log_path.read_text()[-2000:]}"
+            time.sleep(0.05)
+        raise AssertionError(f"no {name} event within {timeout_s}s")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def stop(self, timeout_s: float = 15) -> tuple[int, float]:
+        """SIGTERM; returns the exit code and how long the exit took."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout_s)
+        self.log_file.close()
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """Start daemons for a test; whatever is still running afterwards is killed."""
+    started: list[RunningDaemon] = []
+
+    def start(config: Path, env: dict | None = None) -> RunningDaemon:
+        running = RunningDaemon(config, tmp_path / f"daemon-{len(started)}.log", env)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.kill()
+
+
+def wait_until(condition, timeout_s: float = 20, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return condition()
+
+
+def count_rows(db, model=Message) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_idle_logs_and_acks_a_new_message_within_two_seconds(dovecot, imap_user, config_file, smtp_sink, daemon):
+    # With IDLE, mail is handled at once although the poll interval is a minute.
+    path = config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST, mailbox_extra='poll_interval = "60s"')
+    running = daemon(path)
+    running.wait_for_event("mailbox_watching")
+    assert running.events("mailbox_watching")[-1]["mode"] == "idle"
+    time.sleep(0.5)
+    appended = time.monotonic()
+    dovecot.append(imap_user, customer_mail(1))
+    assert wait_until(lambda: smtp_sink.received, timeout_s=5)
+    assert time.monotonic() - appended < 2.0
+    assert running.stop()[0] == 0
+
+
+@SQLITE_ONLY
+def test_server_outages_lose_nothing_and_double_nothing(imap_user, config_file, smtp_sink, daemon, db_for, tmp_path):
+    # Dovecot down for 20 s and the SMTP server refusing for a while: afterwards every
+    # message is logged once and acknowledged once.
+    own = Dovecot.create()
+    own.start()
+    try:
+        path = config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST, mailbox_extra='poll_interval = "1s"')
+        path.write_text(path.read_text().replace(f"port = {_imap_port(path)}", f"port = {own.port}"))
+        db = db_for(load_settings(path))
+        running = daemon(path)
+        own.append_many(imap_user, [customer_mail(n) for n in range(5)])
+        assert wait_until(lambda: len(smtp_sink.received) == 5)
+        own.stop()
+        smtp_sink.stop()
+        time.sleep(20)
+        own.start()
+        own.append_many(imap_user, [customer_mail(n) for n in range(5, 10)])
+        assert wait_until(lambda: count_rows(db) == 10, timeout_s=60)
+        time.sleep(2)  # acks queue up and are deferred while the SMTP server is away
+        smtp_sink.start()
+        assert wait_until(lambda: len(smtp_sink.received) >= 10, timeout_s=30)
+        time.sleep(1)
+        assert sorted(m.recipients[0] for m in smtp_sink.received) == sorted(
+            f"customer{n}@example.com" for n in range(10))
+        assert count_rows(db) == 10 and count_rows(db, OutboxMail) == 10
+        assert running.events("mailbox_retry") and running.events("mail_deferred")
+        assert running.stop()[0] == 0
+    finally:
+        own.destroy()
+
+
+def _imap_port(path: Path) -> int:
+    for line in path.read_text().splitlines():
+        if line.strip().startswith("port =") and "smtp" not in line:
+            return int(line.split("=")[1])
+    raise AssertionError("no IMAP port in config")
+
+
+def test_sigterm_mid_backlog_exits_fast_and_restart_loses_and_doubles_nothing(
+        dovecot, imap_user, config_file, smtp_sink, daemon, db_for):
+    # SIGTERM while 1,500 messages are being logged and acked: exit 0 within 10 s;
+    # the restarted daemon finishes the job with every message logged and acked once.
+    total = 1500
+    path = config_file(ack=True, smtp=smtp_sink, ack_extra='max_age = "2d"\nmax_per_hour = 100000')
+    db = db_for(load_settings(path))
+    dovecot.append_many(imap_user, [customer_mail(n) for n in range(total)])
+    first = daemon(path)
+    assert wait_until(lambda: count_rows(db) > 0, timeout_s=30)
+    code, took_s = first.stop()
+    assert code == 0 and took_s < 10
+    assert count_rows(db) < total or len(smtp_sink.received) < total, "stopped too late to test anything"
+    second = daemon(path)
+    assert wait_until(lambda: len(smtp_sink.received) >= total, timeout_s=120)
+    time.sleep(1)
+    recipients = [m.recipients[0] for m in smtp_sink.received]
+    assert len(recipients) == len(set(recipients)) == total
+    assert count_rows(db) == total
+    assert second.stop()[0] == 0
+
+
+@SQLITE_ONLY
+def test_sighup_reloads_templates_and_keeps_running_on_a_broken_config(
+        dovecot, imap_user, config_file, smtp_sink, daemon, tmp_path):
+    # A changed template is used by the next ack; a broken config is rejected and logged.
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    path = config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST)
+    path.write_text(path.read_text().replace('staff = ["@acme.example"]',
+                                             f'staff = ["@acme.example"]\ntemplates = "{templates}"'))
+    running = daemon(path)
+    running.wait_for_event("daemon_ready")
+    dovecot.append(imap_user, customer_mail(1))
+    assert wait_until(lambda: len(smtp_sink.received) == 1)
+    (templates / "ack.subject.j2").write_text("We have your message [{{ ticket }}]\n")
+    running.signal(signal.SIGHUP)
+    running.wait_for_event("reloaded")
+    dovecot.append(imap_user, customer_mail(2))
+    assert wait_until(lambda: len(smtp_sink.received) == 2)
+    assert smtp_sink.received[1].message["Subject"] == "We have your message [#1002]"
+    good = path.read_text()
+    path.write_text(good.replace('[acknowledgment]', '[acknowledgment]\nper_sender_interval = "soon"'))
+    running.signal(signal.SIGHUP)
+    rejected = running.wait_for_event("reload_rejected")
+    assert any("acknowledgment.per_sender_interval" in problem for problem in rejected["problems"])
+    dovecot.append(imap_user, customer_mail(3))
+    assert wait_until(lambda: len(smtp_sink.received) == 3)
+    assert running.process.poll() is None and running.stop()[0] == 0
+
+
+@SQLITE_ONLY
+def test_sd_notify_ready_watchdog_and_stopping(dovecot, imap_user, config_file, daemon, tmp_path):
+    # systemd hears READY after the first sync, WATCHDOG from the loop, STOPPING at the end.
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(0.2)
+    running = daemon(config_file(), env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"})
+    received: list[str] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not any("READY=1" in r for r in received):
+        try:
+            received.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+    time.sleep(0.6)  # the watchdog is fed every 0.1 s (half of WATCHDOG_USEC)
+    code, _ = running.stop()
+    while True:
+        try:
+            received.append(sock.recv(4096).decode())
+        except TimeoutError:
+            break
+    sock.close()
+    fields = [field for message in received for field in message.split("\n")]
+    assert code == 0
+    assert "READY=1" in fields and "STOPPING=1" in fields
+    assert fields.count("WATCHDOG=1") >= 2
+    assert any(field.startswith("STATUS=") for field in fields)
+
+
+@SQLITE_ONLY
+def test_wrong_password_alerts_once_and_recovery_is_announced(
+        dovecot, imap_user, config_file, smtp_sink, daemon, tmp_path):
+    # A mailbox unreadable for alert_after: one alert email; fixed and reloaded: one recovery email.
+    path = config_file(smtp=smtp_sink, extra='[[escalation]]\nafter = "1h"\nto = ["ops@acme.example"]\n')
+    path.write_text(path.read_text().replace('staff = ["@acme.example"]', 'staff = ["@acme.example"]\nalert_after = "2s"'))
+    (tmp_path / "imap-password").write_text("Hunter2-not-it\n")
+    running = daemon(path)
+    running.wait_for_event("imap_login_refused")
+    assert wait_until(lambda: len(smtp_sink.to("ops@acme.example")) == 1, timeout_s=20)
+    time.sleep(6)  # a housekeeping round or two: still exactly one alert
+    (alert,) = smtp_sink.to("ops@acme.example")
+    assert "ALERT" in alert.message["Subject"] and "mailbox support" in alert.message["Subject"]
+    (tmp_path / "imap-password").write_text("secret\n")
+    running.signal(signal.SIGHUP)
+    assert wait_until(lambda: len(smtp_sink.to("ops@acme.example")) == 2, timeout_s=20)
+    assert "RECOVERED" in smtp_sink.to("ops@acme.example")[1].message["Subject"]
+    assert "Hunter2-not-it" not in running.log_path.read_text() + alert.content.decode()
+    assert running.stop()[0] == 0
+
+
+@SQLITE_ONLY
+def test_metrics_and_healthz_report_a_known_workload(imap_user, config_file, smtp_sink, daemon):
+    # After 3 customers and a bounce: the counters and gauges say exactly that.
+    own = Dovecot.create()
+    own.start()
+    port = free_port()
+    try:
+        path = config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST, mailbox_extra='poll_interval = "1s"',
+                           extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        path.write_text(path.read_text().replace(f"port = {_imap_port(path)}", f"port = {own.port}"))
+        bounce = customer_mail(9).replace(b"From: Customer 9 <customer9@example.com>",
+                                          b"From: MAILER-DAEMON@mx.example.org\nReturn-Path: <>")
+        own.append_many(imap_user, [customer_mail(n) for n in range(3)] + [bounce])
+        running = daemon(path)
+        assert wait_until(lambda: 'mailwatch_emails_sent_total{kind="ack"} 3.0' in _get(port, "/metrics")[1])
+        metrics = _get(port, "/metrics")[1]
+        assert 'mailwatch_messages_logged_total{category="customer",mailbox="support"} 3.0' in metrics
+        assert 'mailwatch_messages_logged_total{category="bounce",mailbox="support"} 1.0' in metrics
+        assert 'mailwatch_acks_suppressed_total{reason="not-customer"} 1.0' in metrics
+        assert "mailwatch_open_threads 3.0" in metrics and "mailwatch_outbox_depth 0.0" in metrics
+        assert 'mailwatch_last_sync_timestamp_seconds{mailbox="support"}' in metrics
+        assert _get(port, "/healthz")[0] == 200
+        own.stop()
+        assert wait_until(lambda: _get(port, "/healthz")[0] == 503, timeout_s=15)
+        assert "mailbox support" in _get(port, "/healthz")[1]
+        assert running.stop()[0] == 0
+    finally:
+        own.destroy()
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except urllib.error.URLError:
+        return 0, ""  # not listening yet
+
+
+@SQLITE_ONLY
+def test_second_daemon_on_one_sqlite_database_refuses_to_start(config_file, daemon):
+    # Two daemons on one SQLite file would race; the second says why and exits 1.
+    path = config_file()
+    first = daemon(path)
+    first.wait_for_event("daemon_started")
+    second = subprocess.run([sys.executable, "-m", "mailwatch.cli", "--config", str(path), "run"],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1
+    assert "already using" in second.stderr
+    assert first.stop()[0] == 0
