@@ -7,10 +7,10 @@ import structlog
 from sqlalchemy.orm import Session
 
 from mailwatch.acks import our_message_id
-from mailwatch.config import Settings, format_duration
+from mailwatch.config import Settings
 from mailwatch.health import Incident, Notice
 from mailwatch.outbox import enqueue
-from mailwatch.sla import human_time
+from mailwatch.sla import human_time, rounded
 from mailwatch.templates import Templates, build_email
 
 log = structlog.get_logger(__name__)
@@ -19,13 +19,13 @@ log = structlog.get_logger(__name__)
 def notice_context(settings: Settings, notice: Notice) -> dict:
     """What the alert templates see."""
     incident = notice.incident
-    seconds = int((notice.at - incident.since).total_seconds())
+    seconds = int((notice.at - incident.since).total_seconds())  # alert_after may be seconds in tests
     return {
         "service": {"name": settings.service.name, "phone": settings.service.phone},
         "kind": notice.kind,
         "component": incident.component,
         "since": human_time(incident.since, settings.service.tz),
-        "duration": format_duration(timedelta(seconds=seconds)),
+        "duration": rounded(notice.at - incident.since) if seconds >= 60 else f"{seconds}s",
         "error": incident.error,
         "now": human_time(notice.at, settings.service.tz),
     }

@@ -12,13 +12,14 @@ from pathlib import Path
 import structlog
 
 from mailwatch import __version__, daemon
-from mailwatch.config import Settings, default_config_path, format_duration, load_settings
+from mailwatch.config import Settings, default_config_path, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
 from mailwatch.db.queries import list_threads
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
 from mailwatch.service import Service, open_imap, utcnow
+from mailwatch.sla import rounded
 
 log = structlog.get_logger(__name__)
 
@@ -187,9 +188,7 @@ def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime) 
 
 def format_left(left: timedelta) -> str:
     """Time left to the minute: '23h 59m', 'overdue 2h 5m'."""
-    minutes = int(abs(left.total_seconds()) // 60)
-    text = format_duration(timedelta(minutes=minutes)) if minutes else "<1m"
-    return f"overdue {text}" if left.total_seconds() < 0 else text
+    return f"overdue {rounded(left)}" if left < timedelta(0) else rounded(left)
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailwatch.acks import our_message_id
-from mailwatch.config import Settings, format_duration
+from mailwatch.config import Settings
 from mailwatch.db.models import Escalation, Message, ServiceState, Thread
 from mailwatch.mail.rules import Category
 from mailwatch.outbox import enqueue
-from mailwatch.sla import ClockPolicy, due_steps, human_time, next_escalation_at
+from mailwatch.sla import ClockPolicy, due_steps, human_time, next_escalation_at, rounded
 from mailwatch.templates import Templates, build_email
 
 log = structlog.get_logger(__name__)
@@ -136,7 +136,7 @@ class Escalator:
             "received_at": human_time(thread.clock_started_at, self.settings.service.tz),
             "deadline": human_time(thread.deadline_at, self.settings.service.tz) if thread.deadline_at else "",
             "overdue": left < timedelta(0),
-            "left": _rounded(abs(left)),
+            "left": rounded(left),
             "step": item.step,
             "steps": len(self.policy.steps),
             "messages": thread.message_count,
@@ -154,11 +154,6 @@ class Escalator:
             "most_urgent": items[0],
             "generated_at": human_time(now, self.settings.service.tz),
         }
-
-
-def _rounded(duration: timedelta) -> str:
-    minutes = int(duration.total_seconds() // 60)
-    return format_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
 
 
 def sample_escalation_context(escalator: Escalator, now: datetime) -> dict:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from mailwatch.config import format_duration
+
 
 @dataclass(frozen=True)
 class ClockPolicy:
@@ -46,6 +48,12 @@ def next_escalation_at(clock_started_at: datetime, steps_after: Sequence[timedel
     if sent_level >= len(steps_after):
         return None
     return clock_started_at + steps_after[sent_level]
+
+
+def rounded(duration: timedelta) -> str:
+    """A duration to the minute for people: '23h 59m', 'under a minute'."""
+    minutes = int(abs(duration).total_seconds() // 60)
+    return format_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
 
 
 def human_time(value: datetime, tz: tzinfo) -> str:

@@ -52,11 +52,11 @@ def config_file(dovecot: Dovecot, imap_user: str, database_url: str, tmp_path: P
     """A factory writing a mailwatch.toml for this test's Dovecot account and database."""
 
     def write(extra: str = "", folder: str = "INBOX", ack: bool = False, mailbox_extra: str = "",
-              smtp: SmtpSink | None = None, ack_extra: str = "") -> Path:
+              smtp: SmtpSink | None = None, ack_extra: str = "", imap_port: int | None = None) -> Path:
         password_file = tmp_path / "imap-password"
         password_file.write_text(dovecot.password + "\n")
         body = CONFIG_TEMPLATE.format(
-            database=database_url, folder=folder, port=dovecot.port, user=imap_user,
+            database=database_url, folder=folder, port=imap_port or dovecot.port, user=imap_user,
             password_file=password_file, ack=str(ack).lower(), mailbox_extra=mailbox_extra,
             ack_extra=textwrap.dedent(ack_extra), smtp_section=SMTP_SECTION.format(port=smtp.port) if smtp else "",
         )
