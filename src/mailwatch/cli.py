@@ -13,7 +13,7 @@ import structlog
 
 from mailwatch import __version__, daemon
 from mailwatch.config import Settings, default_config_path, load_settings
-from mailwatch.db.engine import Database
+from mailwatch.db.engine import Database, lock_sqlite
 from mailwatch.db.models import Thread
 from mailwatch.db.queries import list_threads
 from mailwatch.errors import ConfigError, MailwatchError
@@ -114,8 +114,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
+    lock = lock_sqlite(settings.service.database)
     service = Service(settings, Database(settings.service.database))
-    service.prepare()
+    service.prepare(exclusive=lock is not None)
     report = asyncio.run(service.run_once())
     print(f"logged {report.logged} new messages, escalated {len(report.sweep.escalated)} steps, "
           f"sent {report.outbox.sent} emails ({report.outbox.deferred} deferred, {report.outbox.failed} failed)")

@@ -9,22 +9,19 @@ ones if the new ones are broken.
 """
 
 import asyncio
-import fcntl
 import signal
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.engine import make_url
 
 from mailwatch.config import MailboxSettings, Settings, load_settings
-from mailwatch.db.engine import Database
-from mailwatch.errors import AuthenticationError, ConfigError, MailwatchError
+from mailwatch.db.engine import Database, lock_sqlite
+from mailwatch.errors import AuthenticationError, ConfigError
 from mailwatch.health import Health, Notice
 from mailwatch.logs import configure_logging
 from mailwatch.metrics import Metrics, MetricsServer
@@ -43,29 +40,6 @@ SHUTDOWN_TIMEOUT_S = 8.0  # below the unit's TimeoutStopSec and the 10 s promise
 OUTBOX_RETRY_TICK_S = 5.0  # how often deferred mail is looked at between wake-ups
 HOUSEKEEPING_S = 5.0  # STATUS line, alerts for silent incidents
 UNHEALTHY_AFTER_POLLS = 3  # /healthz fails when a mailbox has not synced for this many intervals
-
-
-class InstanceLocked(MailwatchError):
-    """Another `mailwatch run` uses the same SQLite database."""
-
-
-def lock_sqlite(url: str) -> IO | None:
-    """Hold an exclusive lock beside a SQLite database for the life of the process."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    path = Path(parsed.database + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise InstanceLocked(
-            f"another `mailwatch run` is already using {parsed.database}; one SQLite database "
-            "serves one daemon (use PostgreSQL to run several)"
-        ) from None
-    return handle
 
 
 class Daemon:
@@ -119,9 +93,7 @@ class Daemon:
         self.lock = lock_sqlite(self.settings.service.database)
         self.db = Database(self.settings.service.database)
         self.service = Service(self.settings, self.db)
-        await asyncio.to_thread(self.service.prepare)
-        if self.lock is not None and self.service.outbox:
-            await asyncio.to_thread(self.service.outbox.release_claims)  # we are the only sender
+        await asyncio.to_thread(self.service.prepare, self.lock is not None)
         self.metrics = Metrics(self.db, utcnow)
         self.metrics_server = self._start_metrics_server()
         self.scheduler = AsyncIOScheduler(

@@ -5,6 +5,7 @@ maildirs in a temporary folder. Every login name is accepted with one password, 
 test can use a fresh, empty account. Never used by the service itself.
 """
 
+import asyncio
 import grp
 import os
 import pwd
@@ -231,7 +232,14 @@ class SinkHandler:
         self.received: list[ReceivedMail] = []
         self.scripted: list[str] = []  # answers to the next DATA commands, e.g. "451 4.3.0 busy"
         self.rejected: set[str] = set()  # recipients answered with 550
+        self.mail_delay_s = 0.0  # a slow server: MAIL FROM waits this long
         self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802 - aiosmtpd's name
+        await asyncio.sleep(self.mail_delay_s)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
         if address.lower() in self.rejected:

@@ -103,11 +103,17 @@ class Service:
                                 timeout_s=smtp.timeout.total_seconds(), ca_file=smtp.ca_file)
         return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None)
 
-    def prepare(self) -> None:
-        """Create or check the schema and align stored escalation times with the config."""
+    def prepare(self, exclusive: bool = False) -> None:
+        """Create or check the schema and align stored escalation times with the config.
+
+        `exclusive`: no other process can be sending (we hold the SQLite lock), so leases
+        left by a killed process are released and its claimed mail goes out at once.
+        """
         self.db.ensure_schema()
         with self.db.session() as session:
             realign_schedule(session, self.policy)
+        if exclusive and self.outbox is not None:
+            self.outbox.release_claims()
 
     async def run_once(self) -> CycleReport:
         """One full pass: every mailbox (a failing one never stops the others), sweep, send."""

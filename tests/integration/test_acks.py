@@ -2,6 +2,9 @@
 
 import asyncio
 import json
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -212,3 +215,45 @@ def test_two_instances_on_one_database_ack_each_thread_once(dovecot, imap_user, 
     assert len(outbox_rows(first.db)) == 40
     with first.db.session() as session:
         assert len(session.scalars(select(Message.id)).all()) == 40
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_poll_killed_between_queueing_and_sending_sends_once_after_restart(
+        dovecot, imap_user, config_file, smtp_sink, db_for):
+    # Killed while the SMTP server is still answering MAIL FROM: the next run sends the ack, once.
+    # (SQLite: the next process holds the database lock, so it may release the dead one's lease.)
+    path = config_file(ack=True, smtp=smtp_sink)
+    db = db_for(load_settings(path))
+    smtp_sink.handler.mail_delay_s = 30
+    dovecot.append(imap_user, customer_mail(1))
+    process = subprocess.Popen([sys.executable, "-m", "mailwatch.cli", "--config", str(path), "poll"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not any(row.claimed_until for row in outbox_rows(db)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    smtp_sink.handler.mail_delay_s = 0
+    assert smtp_sink.received == [] and outbox_rows(db)[0].status == "pending"
+    again = subprocess.run([sys.executable, "-m", "mailwatch.cli", "--config", str(path), "poll"],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert len(smtp_sink.wait_for(1)) == 1
+    (row,) = outbox_rows(db)
+    assert row.status == "sent"
+
+
+def test_lease_of_a_crashed_sender_expires_and_the_mail_goes_out_once(dovecot, imap_user, ack_settings, db_for, smtp_sink):
+    # On PostgreSQL nobody may steal a live lease; once it expires, the mail is sent once.
+    settings = ack_settings()
+    db = db_for(settings)
+    now = [datetime.now(UTC)]
+    service = Service(settings, db, clock=lambda: now[0])
+    dovecot.append(imap_user, customer_mail(1))
+    for mailbox in settings.mailboxes:
+        service.sync_mailbox(mailbox)
+    assert len(service.outbox.claim(10)) == 1  # a sender claims it, then "crashes"
+    assert asyncio.run(service.drain_outbox()).sent == 0  # the live lease is respected
+    now[0] += service.outbox.policy.lease + timedelta(seconds=1)
+    assert asyncio.run(service.drain_outbox()).sent == 1
+    assert len(smtp_sink.wait_for(1)) == 1
