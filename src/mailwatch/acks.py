@@ -5,7 +5,6 @@ renders the templates and queues the mail in the transaction that logs the messa
 """
 
 import re
-import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -20,7 +19,7 @@ from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack
 from mailwatch.outbox import enqueue
 from mailwatch.sla import human_time
-from mailwatch.templates import Templates, build_email, header_address
+from mailwatch.templates import Templates, build_email, header_address, our_message_id
 
 log = structlog.get_logger(__name__)
 
@@ -39,11 +38,6 @@ def matching_faq(entries: Sequence[FaqEntry], text: str, limit: int) -> list[Faq
     lowered = text.lower()
     hits = [entry for entry in entries if any(word.lower() in lowered for word in entry.keywords)]
     return (hits or list(entries))[:limit]
-
-
-def our_message_id(ticket: int, now: datetime, domain: str) -> str:
-    """A Message-ID that `rules` recognises as mailwatch's own (loop protection)."""
-    return f"<mailwatch.{ticket}.{int(now.timestamp())}.{secrets.token_hex(6)}@{domain}>"
 
 
 class Acknowledger:

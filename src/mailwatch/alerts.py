@@ -6,12 +6,11 @@ from email.utils import format_datetime
 import structlog
 from sqlalchemy.orm import Session
 
-from mailwatch.acks import our_message_id
 from mailwatch.config import Settings
 from mailwatch.health import Incident, Notice
 from mailwatch.outbox import enqueue
 from mailwatch.sla import human_time, rounded
-from mailwatch.templates import Templates, build_email
+from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
 

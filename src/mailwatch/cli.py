@@ -18,7 +18,7 @@ from mailwatch.db.models import Thread
 from mailwatch.db.queries import list_threads
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
-from mailwatch.service import Service, open_imap, utcnow
+from mailwatch.service import Service, imap_session, utcnow
 from mailwatch.sla import rounded
 
 log = structlog.get_logger(__name__)
@@ -90,13 +90,10 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(service.check_smtp())
         print(f"smtp: {settings.smtp.host}:{settings.smtp.port} accepted the login")
     for mailbox in settings.mailboxes:
-        connection = open_imap(mailbox)
-        try:
+        with imap_session(mailbox) as connection:
             for folder in filter(None, [mailbox.folder, mailbox.sent_folder]):
                 status = connection.select(folder)
                 print(f"mailbox {mailbox.name}: {folder} has {status.exists} messages")
-        finally:
-            connection.close()
     print(f"{settings.source}: OK")
     return EXIT_OK
 

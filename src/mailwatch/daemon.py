@@ -10,6 +10,7 @@ ones if the new ones are broken.
 
 import asyncio
 import signal
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from mailwatch.health import Health, Notice
 from mailwatch.logs import configure_logging
 from mailwatch.metrics import Metrics, MetricsServer
 from mailwatch.notify import Notifier
-from mailwatch.service import Service, open_imap, utcnow
+from mailwatch.service import Service, imap_session, open_imap, utcnow
 from mailwatch.sync import FolderReport
 from mailwatch.watcher import MailboxWatcher, WatcherHooks
 
@@ -54,6 +55,7 @@ class Daemon:
         self.stop_reason = "stopped"
         self.watchers: dict[str, MailboxWatcher] = {}
         self._first_attempts: set[str] = set()
+        self.threads_stop = threading.Event()  # tells blocking work in worker threads to wind down
 
     async def serve(self) -> None:
         """Start, run until SIGTERM/SIGINT, shut down."""
@@ -61,6 +63,8 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
         self.ready = asyncio.Event()
+        self.reloading = asyncio.Lock()
+        self.reload_tasks: set[asyncio.Task] = set()
         with self.capture_signals():
             await self.startup()
             await self.stopping.wait()
@@ -83,7 +87,11 @@ class Daemon:
         self.stopping.set()
 
     def handle_reload(self) -> None:
-        self.loop.create_task(self.reload(), name="reload")
+        if self.stopping.is_set():
+            return
+        task = self.loop.create_task(self.reload(), name="reload")
+        self.reload_tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self.reload_tasks.discard)
 
     # -- startup ---------------------------------------------------------------------
 
@@ -137,8 +145,8 @@ class Daemon:
 
     # -- what watcher threads report (called from their threads) ---------------------
 
-    def _sync_inbox(self, connection, mailbox: MailboxSettings) -> FolderReport:
-        return self.service.sync_inbox(connection, mailbox)
+    def _sync_inbox(self, connection, mailbox: MailboxSettings, stop: threading.Event) -> FolderReport:
+        return self.service.sync_inbox(connection, mailbox, stop)
 
     def _synced(self, mailbox: MailboxSettings, report: FolderReport) -> None:
         now = utcnow()
@@ -190,11 +198,8 @@ class Daemon:
     async def sync_sent(self, mailbox: MailboxSettings) -> None:
         """The Sent folder, on a connection of its own so IDLE on the inbox goes on."""
         def once() -> list[FolderReport]:
-            connection = open_imap(mailbox)
-            try:
-                return self.service.sync_sent(connection, mailbox)
-            finally:
-                connection.close()
+            with imap_session(mailbox) as connection:
+                return self.service.sync_sent(connection, mailbox, self.threads_stop)
 
         try:
             reports = await asyncio.to_thread(once)
@@ -203,7 +208,7 @@ class Daemon:
             log.error("sent_sync_failed", mailbox=mailbox.name, error=str(exc))
             return
         for report in reports:
-            self.metrics.observe_folder(report, utcnow())
+            self.metrics.observe_folder(report, synced_at=None)  # the inbox watcher owns last_sync
 
     async def housekeeping(self) -> None:
         """Alerts for incidents that went quiet, and a STATUS line for systemctl status."""
@@ -259,6 +264,11 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: new config and templates, or the old ones if the new ones are broken."""
+        async with self.reloading:  # two quick SIGHUPs reload one after the other
+            if not self.stopping.is_set():
+                await self._reload()
+
+    async def _reload(self) -> None:
         self.notifier.reloading()
         try:
             settings = load_settings(self.config_path)
@@ -272,6 +282,7 @@ class Daemon:
             log.error("reload_rejected", problems=exc.problems, hint="the previous configuration keeps running")
             self.notifier.ready(self.status_line())
             return
+        await asyncio.to_thread(service.realign)
         await self._stop_watchers()
         self.settings, self.service = settings, service
         self.health.alert_after = settings.service.alert_after
@@ -283,12 +294,16 @@ class Daemon:
         self.notifier.ready(self.status_line())
         log.info("reloaded", config=str(self.config_path))
 
-    async def _stop_watchers(self) -> None:
+    async def _stop_watchers(self, budget_s: float = SHUTDOWN_TIMEOUT_S / 2) -> None:
+        """Stop every watcher at once, then wait for all of them within one shared budget."""
         watchers, self.watchers = list(self.watchers.values()), {}
         for watcher in watchers:
             watcher.stop()
+        deadline = self.loop.time() + budget_s
         for watcher in watchers:
-            await asyncio.to_thread(watcher.join, SHUTDOWN_TIMEOUT_S / 2)
+            if not await asyncio.to_thread(watcher.join, max(0.0, deadline - self.loop.time())):
+                log.warning("watcher_still_busy", mailbox=watcher.mailbox.name,
+                            hint="it stops after its current command; its batch is committed or redone")
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -296,8 +311,12 @@ class Daemon:
         """Stop taking work, let in-flight sends finish (bounded), close in reverse order."""
         self.notifier.stopping()
         log.info("daemon_stopping", reason=self.stop_reason)
+        deadline = self.loop.time() + SHUTDOWN_TIMEOUT_S
         self.scheduler.shutdown(wait=False)
-        self.outbox_wakeup.set()  # lets the sender see `stopping` after its current drain
+        self.threads_stop.set()
+        for watcher in self.watchers.values():
+            watcher.stop()  # no new batches from here on
+        self.outbox_wakeup.set()  # lets the sender see `stopping` after its current round
         sender, *others = self.background
         for task in others:
             task.cancel()
@@ -306,7 +325,7 @@ class Daemon:
         except TimeoutError:
             sender.cancel()
             log.warning("shutdown_abandoned_sends", hint="they stay queued and go out after the restart")
-        await self._stop_watchers()
+        await self._stop_watchers(max(0.5, deadline - self.loop.time()))
         if self.metrics_server:
             self.metrics_server.stop()
         self.db.dispose()

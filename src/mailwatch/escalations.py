@@ -15,13 +15,12 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailwatch.acks import our_message_id
 from mailwatch.config import Settings
 from mailwatch.db.models import Escalation, Message, ServiceState, Thread
 from mailwatch.mail.rules import Category
 from mailwatch.outbox import enqueue
 from mailwatch.sla import ClockPolicy, due_steps, human_time, next_escalation_at, rounded
-from mailwatch.templates import Templates, build_email
+from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
 

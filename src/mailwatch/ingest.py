@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from mailwatch.imap import FetchedMessage
 from mailwatch.mail.parse import Address, ParsedMessage, parse_message
 from mailwatch.mail.rules import Category, Identity, Verdict, classify, reply_address
 from mailwatch.sla import ClockPolicy
-from mailwatch.threads import apply_message, find_thread, mark_answered, open_thread
+from mailwatch.threads import apply_message, find_thread, mark_answered, open_thread, skip_escalations
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +34,8 @@ class FolderContext:
     policy: ClockPolicy
     acknowledger: Acknowledger | None = None  # None for folders that never ack (Sent)
     sent_folder: bool = False  # staff replies filed here answer their threads
+    first_sync: bool = False  # reading a folder's existing mail for the first time
+    backlog_age: timedelta | None = None  # on a first sync, older mail is not escalated
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage
     customer = reply_address(parsed)
     thread, new_thread = _thread_for(session, ctx, parsed, verdict, customer, received_at, now)
     if thread is not None and verdict.is_customer and ANSWERED_FLAG in fetched.flags:
-        mark_answered(thread, now, via="flag", by=None)  # answered from a mail client already
+        answer_by_flag(thread, received_at, ctx, now)  # answered from a mail client already
     row = _message_row(ctx, fetched, parsed, verdict, received_at, now)
     row.message_id = message_id
     row.thread_id = thread.id if thread else None
@@ -81,9 +83,10 @@ def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage
 def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime, error: str) -> Logged:
     """Log the bare facts of a message that could not be recorded normally."""
     message_id = f"<unrecorded.{ctx.uidvalidity}.{fetched.uid}@mailwatch.invalid>"
+    received_at = fetched.received_at if fetched.received_at and fetched.received_at.tzinfo else now
     session.add(Message(
         mailbox=ctx.mailbox, folder=ctx.folder, uidvalidity=ctx.uidvalidity, uid=fetched.uid,
-        message_id=message_id, message_id_synthesised=True, received_at=fetched.received_at or now,
+        message_id=message_id, message_id_synthesised=True, received_at=received_at,
         first_seen_at=now, size=fetched.size, category=Category.NO_SENDER.value,
         category_reason="not recorded", parse_error=error[:2000],
     ))
@@ -107,12 +110,16 @@ def _thread_for(
     customer: Address | None, received_at: datetime, now: datetime,
 ) -> tuple[Thread | None, bool]:
     """The message's thread (None for machines that join none), and whether it is new."""
-    thread, new = find_thread(session, parsed, ctx.ticket_tag), False
+    writer = customer.address if verdict.is_customer and customer and not ctx.sent_folder else None
+    thread, new = find_thread(session, parsed, ctx.ticket_tag, customer=writer), False
     if thread is None:
         # Only a customer opens a ticket: a bounce or a newsletter must never escalate.
         if ctx.sent_folder or not (verdict.is_customer and customer):
             return None, False
         thread, new = open_thread(session, ctx.mailbox, parsed, customer, received_at, ctx.policy, now), True
+        if ctx.first_sync and ctx.backlog_age is not None and now - received_at > ctx.backlog_age:
+            # Installed on a full inbox: show old conversations, but page nobody about them.
+            skip_escalations(thread, ctx.policy)
     sender = parsed.from_[0].address.lower() if parsed.from_ else None
     apply_message(thread, verdict, sender, received_at, ctx.policy, in_sent_folder=ctx.sent_folder)
     return thread, new
@@ -158,7 +165,14 @@ def record_flags(session: Session, ctx: FolderContext, flags: dict[int, tuple[st
         row.flags = " ".join(flags[row.uid])
         if ANSWERED_FLAG in flags[row.uid] and row.thread_id is not None and row.category == Category.CUSTOMER.value:
             thread = session.get(Thread, row.thread_id)
-            if mark_answered(thread, now, via="flag", by=None):
+            if answer_by_flag(thread, row.received_at, ctx, now):
                 answered.append(thread.id)
-                log.info("thread_answered", thread=thread.id, via="flag", mailbox=ctx.mailbox, uid=row.uid)
+    return answered
+
+
+def answer_by_flag(thread: Thread, flagged_received_at: datetime, ctx: FolderContext, now: datetime) -> bool:
+    """\\Answered on a customer's message answers the thread up to that message, as first seen now."""
+    answered = mark_answered(thread, now, via="flag", by=None, policy=ctx.policy, covers_until=flagged_received_at)
+    if answered:
+        log.info("thread_answered", thread=thread.id, via="flag", mailbox=ctx.mailbox)
     return answered

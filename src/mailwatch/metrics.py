@@ -39,13 +39,14 @@ class Metrics:
         self.last_sync = Gauge("mailwatch_last_sync_timestamp_seconds", "Last successful sync", ["mailbox"], **labels)
         self.registry.register(DatabaseCollector(db, clock))
 
-    def observe_folder(self, report: FolderReport, synced_at: datetime) -> None:
+    def observe_folder(self, report: FolderReport, synced_at: datetime | None) -> None:
         for category, count in report.categories.items():
             self.messages_logged.labels(report.mailbox, category).inc(count)
         for outcome, count in report.ack_outcomes.items():
             if outcome != "send":
                 self.acks_suppressed.labels(outcome).inc(count)
-        self.last_sync.labels(report.mailbox).set(synced_at.timestamp())
+        if synced_at is not None:
+            self.last_sync.labels(report.mailbox).set(synced_at.timestamp())
 
     def observe_drain(self, report: DrainReport) -> None:
         for kind, count in report.sent_by_kind.items():

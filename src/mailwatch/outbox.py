@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxMail
-from mailwatch.errors import PermanentError, TransientError
-from mailwatch.smtp import SmtpSender
+from mailwatch.errors import AuthenticationError, PermanentError, TransientError
+from mailwatch.retry import backoff_s
+from mailwatch.smtp import SmtpSender, SmtpUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +43,8 @@ class RetryPolicy:
     lease: timedelta = timedelta(minutes=2)  # a claim older than this was a crash
 
     def delay(self, attempts: int, rng: random.Random) -> timedelta:
-        """Wait before attempt `attempts + 1`: doubling, capped, with jitter against herds."""
-        base = min(self.maximum, self.initial * (2 ** max(attempts - 1, 0)))
-        return base * rng.uniform(0.5, 1.0)
+        """Wait before attempt `attempts + 1`."""
+        return timedelta(seconds=backoff_s(attempts, self.initial.total_seconds(), self.maximum.total_seconds(), rng))
 
 
 def enqueue(
@@ -72,6 +72,7 @@ class Claimed:
     attempts: int
     created_at: datetime
     thread_id: int | None
+    claimed_until: datetime  # our lease: recording is ours only while it is unchanged
 
 
 @dataclass
@@ -102,9 +103,7 @@ class Outbox:
         report = DrainReport()
         while not (stop and stop.is_set()) and (claimed := await asyncio.to_thread(self.claim, CLAIM_BATCH)):
             shares = [claimed[i :: self.connections] for i in range(self.connections)]
-            outcomes = await asyncio.gather(*(self._send_share(share) for share in shares if share))
-            results = [result for share in outcomes for result in share]
-            await asyncio.to_thread(self.record, results, report)
+            await asyncio.gather(*(self._send_share(share, report) for share in shares if share))
             if report.deferred and not report.sent:
                 break  # the server is unwell: leave the rest for the next round
         return report
@@ -129,60 +128,76 @@ class Outbox:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
+            lease = now + self.policy.lease
             for row in rows:
-                row.claimed_until = now + self.policy.lease
+                row.claimed_until = lease
             return [Claimed(row.id, row.kind, row.recipient, row.envelope_from, row.content,
-                            row.attempts, row.created_at, row.thread_id) for row in rows]
+                            row.attempts, row.created_at, row.thread_id, lease) for row in rows]
 
-    async def _send_share(self, share: list[Claimed]) -> list[tuple[Claimed, Exception | None]]:
-        """Send a share over one connection; a connection failure defers the whole share."""
+    async def _send_share(self, share: list[Claimed], report: DrainReport) -> None:
+        """Send a share over one connection, recording each outcome as soon as it is known.
+
+        Recording at once means a stop or crash can repeat at most the mail in flight;
+        when the connection itself fails, the rest of the share is deferred untried.
+        """
         sender = self.connect()
         try:
-            await sender.connect()
-        except TransientError as exc:
-            return [(item, exc) for item in share]
-        results: list[tuple[Claimed, Exception | None]] = []
-        try:
-            for item in share:
+            for index, item in enumerate(share):
                 try:
                     await sender.send(item.envelope_from, item.recipient, item.content)
-                    results.append((item, None))
+                except (SmtpUnavailable, AuthenticationError) as exc:
+                    for rest in share[index:]:
+                        await self._record(rest, exc, report)
+                    return
                 except (TransientError, PermanentError) as exc:
-                    results.append((item, exc))
+                    await self._record(item, exc, report)
+                else:
+                    await self._record(item, None, report)
         finally:
             await sender.close()
-        return results
 
-    def record(self, results: list[tuple[Claimed, Exception | None]], report: DrainReport) -> None:
-        """Write each attempt's outcome: sent, deferred with backoff, or failed for good."""
+    async def _record(self, item: Claimed, error: Exception | None, report: DrainReport) -> None:
+        outcome, message = await asyncio.to_thread(self.record, item, error)
+        if outcome == SENT:
+            report.sent += 1
+            report.sent_by_kind[item.kind] += 1
+        elif outcome == FAILED:
+            report.failed += 1
+        elif outcome == PENDING:
+            report.deferred += 1
+        if error is not None:
+            report.last_error = message
+
+    def record(self, item: Claimed, error: Exception | None) -> tuple[str, str | None]:
+        """Write one attempt's outcome: sent, deferred with backoff, or failed for good."""
         now = self.clock()
         with self.db.session() as session:
-            for item, error in results:
-                row = session.get(OutboxMail, item.id)
-                row.claimed_until = None
-                if error is None:
-                    row.status, row.sent_at, row.last_error = SENT, now, None
-                    report.sent += 1
-                    report.sent_by_kind[item.kind] += 1
-                    log.info("mail_sent", kind=item.kind, outbox_id=item.id, thread=item.thread_id,
-                             recipient=item.recipient, message_id=row.message_id)
-                else:
-                    self._record_failure(row, error, now, report)
+            row = session.get(OutboxMail, item.id)
+            if row.claimed_until != item.claimed_until:
+                # Our lease ran out and another sender took the row over: its result counts.
+                log.warning("outbox_lease_lost", outbox_id=item.id, kind=item.kind)
+                return "lost", None
+            row.claimed_until = None
+            if error is None:
+                row.status, row.sent_at, row.last_error = SENT, now, None
+                log.info("mail_sent", kind=item.kind, outbox_id=item.id, thread=item.thread_id,
+                         recipient=item.recipient, message_id=row.message_id)
+                return SENT, None
+            return self._record_failure(row, error, now), row.last_error
 
-    def _record_failure(self, row: OutboxMail, error: Exception, now: datetime, report: DrainReport) -> None:
+    def _record_failure(self, row: OutboxMail, error: Exception, now: datetime) -> str:
         row.attempts += 1
-        row.last_error = report.last_error = str(error)[:2000]
+        row.last_error = str(error)[:2000]
         gave_up = now - row.created_at >= self.policy.give_up_after
         if isinstance(error, PermanentError) or gave_up:
             row.status = FAILED
-            report.failed += 1
             log.error("mail_failed", kind=row.kind, outbox_id=row.id, thread=row.thread_id,
                       recipient=row.recipient, attempts=row.attempts, error=row.last_error)
-            return
+            return FAILED
         row.next_attempt_at = now + self.policy.delay(row.attempts, self.rng)
-        report.deferred += 1
         log.warning("mail_deferred", kind=row.kind, outbox_id=row.id, recipient=row.recipient,
                     attempts=row.attempts, retry_at=row.next_attempt_at.isoformat(), error=row.last_error)
+        return PENDING
 
 
 def outbox_depth(session: Session, now: datetime) -> tuple[int, timedelta | None]:

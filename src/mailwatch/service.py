@@ -5,7 +5,9 @@
 """
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -69,6 +71,16 @@ def open_imap(mailbox: MailboxSettings) -> ImapConnection:
     return connection
 
 
+@contextmanager
+def imap_session(mailbox: MailboxSettings) -> Iterator[ImapConnection]:
+    """A logged-in connection, logged out afterwards whatever happens."""
+    connection = open_imap(mailbox)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 class Service:
     """Everything mailwatch does, one pass at a time."""
 
@@ -110,10 +122,14 @@ class Service:
         left by a killed process are released and its claimed mail goes out at once.
         """
         self.db.ensure_schema()
-        with self.db.session() as session:
-            realign_schedule(session, self.policy)
+        self.realign()
         if exclusive and self.outbox is not None:
             self.outbox.release_claims()
+
+    def realign(self) -> None:
+        """Recompute open threads' next escalation time if the configured steps changed."""
+        with self.db.session() as session:
+            realign_schedule(session, self.policy)
 
     async def run_once(self) -> CycleReport:
         """One full pass: every mailbox (a failing one never stops the others), sweep, send."""
@@ -137,26 +153,26 @@ class Service:
         """How messages of one folder are recorded (uidvalidity is filled in on SELECT)."""
         acks = self.acknowledger if self.settings.acknowledgment.enabled and not sent else None
         return FolderContext(mailbox.name, folder, 0, self.identity, self.ticket_tag, self.policy,
-                             acknowledger=acks, sent_folder=sent)
+                             acknowledger=acks, sent_folder=sent,
+                             backlog_age=self.settings.acknowledgment.max_age)
 
     def sync_mailbox(self, mailbox: MailboxSettings) -> list[FolderReport]:
         """Sync a mailbox's watched folder and Sent folder (blocking: runs in a thread)."""
-        connection = open_imap(mailbox)
-        try:
+        with imap_session(mailbox) as connection:
             return [self.sync_inbox(connection, mailbox), *self.sync_sent(connection, mailbox)]
-        finally:
-            connection.close()
 
-    def sync_inbox(self, connection: ImapConnection, mailbox: MailboxSettings) -> FolderReport:
+    def sync_inbox(self, connection: ImapConnection, mailbox: MailboxSettings,
+                   stop: threading.Event | None = None) -> FolderReport:
         """New messages and changed flags of the watched folder, on an open connection."""
-        return self.folders.run(connection, self.folder_context(mailbox, mailbox.folder), check_flags=True)
+        return self.folders.run(connection, self.folder_context(mailbox, mailbox.folder), True, stop)
 
-    def sync_sent(self, connection: ImapConnection, mailbox: MailboxSettings) -> list[FolderReport]:
+    def sync_sent(self, connection: ImapConnection, mailbox: MailboxSettings,
+                  stop: threading.Event | None = None) -> list[FolderReport]:
         """Staff replies filed in the Sent folder, if the mailbox names one."""
         if not mailbox.sent_folder:
             return []
         sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
-        return [self.folders.run(connection, sent, check_flags=False)]
+        return [self.folders.run(connection, sent, False, stop)]
 
     def sweep(self) -> SweepReport:
         """Queue escalations for every thread whose next step is due."""
@@ -203,7 +219,7 @@ class Service:
                 raise PermanentError(f"no thread with ticket {ticket}")
             now = self.clock()
             if action == "answered":
-                mark_answered(thread, now, via="command", by=None)
+                mark_answered(thread, now, via="command", by=None, policy=self.policy)
             elif action == "close":
                 close_thread(thread)
             else:

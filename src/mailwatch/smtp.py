@@ -18,6 +18,10 @@ from mailwatch.errors import AuthenticationError, PermanentError, TransientError
 log = structlog.get_logger(__name__)
 
 
+class SmtpUnavailable(TransientError):
+    """The connection, not the message, failed: the rest of a batch waits too."""
+
+
 @dataclass(frozen=True)
 class SmtpEndpoint:
     host: str
@@ -67,7 +71,7 @@ class SmtpSender:
             raise AuthenticationError(f"SMTP login refused by {where}: {exc.code} {exc.message}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             await _quietly_close(client)
-            raise TransientError(f"SMTP connection to {where} failed: {_answer(exc)}") from None
+            raise SmtpUnavailable(f"SMTP connection to {where} failed: {_answer(exc)}") from None
         self._client = client
 
     async def send(self, envelope_from: str, recipient: str, content: bytes) -> str:
@@ -85,7 +89,7 @@ class SmtpSender:
             raise _by_code(exc.code, f"{exc.code} {exc.message}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self.close()
-            raise TransientError(f"SMTP send failed: {_answer(exc)}") from None
+            raise SmtpUnavailable(f"SMTP send failed: {_answer(exc)}") from None
 
     async def close(self) -> None:
         client, self._client = self._client, None

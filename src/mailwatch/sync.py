@@ -6,18 +6,21 @@ commit ended. A batch that fails is retried one message at a time, and a message
 that still fails is quarantined: it never blocks the messages after it.
 """
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mailwatch.db.engine import Database
 from mailwatch.db.models import FolderState, Message, Thread
+from mailwatch.errors import TransientError
 from mailwatch.imap import FetchedMessage, FolderStatus, ImapConnection
 from mailwatch.ingest import FolderContext, Logged, record_flags, record_message, record_unparsable
 from mailwatch.mail.rules import Category
@@ -32,7 +35,6 @@ class FolderReport:
     logged: int = 0
     duplicates: int = 0
     answered_by_flag: int = 0
-    resynced: bool = False
     categories: Counter[str] = field(default_factory=Counter)
     ack_outcomes: Counter[str] = field(default_factory=Counter)
 
@@ -44,6 +46,15 @@ class FolderReport:
         self.categories[logged.category] += 1
         if logged.ack_outcome:
             self.ack_outcomes[logged.ack_outcome] += 1
+
+
+@contextmanager
+def _database_unavailable_is_transient() -> Iterator[None]:
+    """A locked or unreachable database is no fault of the message: retry it later."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise TransientError(f"database unavailable: {exc.__class__.__name__}: {str(exc.orig)[:200]}") from exc
 
 
 def folder_state(session: Session, mailbox: str, folder: str) -> FolderState:
@@ -63,15 +74,18 @@ class FolderSync:
         self.db = db
         self.clock = clock
 
-    def run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool) -> FolderReport:
-        """Log what is new in `folder`, then look at changed flags."""
+    def run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool,
+            stop: threading.Event | None = None) -> FolderReport:
+        """Log what is new in `folder`, then look at changed flags; `stop` ends it between batches."""
         status = connection.select(folder.folder)
-        ctx = replace(folder, uidvalidity=status.uidvalidity)
+        first_sync, since_modseq = self._prepare(folder, status)
+        ctx = replace(folder, uidvalidity=status.uidvalidity, first_sync=first_sync)
         report = FolderReport(ctx.mailbox, ctx.folder)
-        since_modseq = self._prepare(ctx, status, report)
         for batch in connection.fetch_new(self._last_uid(ctx)):
             for logged in self.store_batch(ctx, batch):
                 report.count(logged)
+            if stop is not None and stop.is_set():
+                return report  # every committed batch moved last_uid: the rest comes next time
         if check_flags:
             report.answered_by_flag = self.sync_flags(connection, ctx, status, since_modseq)
         self._finish(ctx, status)
@@ -79,18 +93,18 @@ class FolderSync:
                  duplicates=report.duplicates, answered_by_flag=report.answered_by_flag)
         return report
 
-    def _prepare(self, ctx: FolderContext, status: FolderStatus, report: FolderReport) -> int | None:
-        """Start a full, deduplicated resync when UIDVALIDITY changed; the stored MODSEQ."""
+    def _prepare(self, ctx: FolderContext, status: FolderStatus) -> tuple[bool, int | None]:
+        """Whether this is the folder's first sync, and the stored MODSEQ; resyncs on a new UIDVALIDITY."""
         with self.db.session() as session:
             state = folder_state(session, ctx.mailbox, ctx.folder)
+            first_sync = state.last_sync_at is None  # never read to the end before
             if state.uidvalidity == status.uidvalidity:
-                return state.highest_modseq
+                return first_sync, state.highest_modseq
             if state.uidvalidity is not None:
-                report.resynced = True
                 log.warning("uidvalidity_changed", mailbox=ctx.mailbox, folder=ctx.folder,
                             old=state.uidvalidity, new=status.uidvalidity)
             state.uidvalidity, state.last_uid, state.highest_modseq = status.uidvalidity, 0, None
-            return None
+            return first_sync, None
 
     def _last_uid(self, ctx: FolderContext) -> int:
         with self.db.session() as session:
@@ -101,12 +115,14 @@ class FolderSync:
         if not batch:
             return []
         try:
-            with self.db.session() as session:
+            with _database_unavailable_is_transient(), self.db.session() as session:
                 now = self.clock()
                 logged = [record_message(session, ctx, fetched, now) for fetched in batch]
                 self._advance(session, ctx, batch[-1].uid)
             return logged
-        except (SQLAlchemyError, ValueError) as exc:
+        except TransientError:
+            raise  # nothing was committed: the same batch is fetched again after a backoff
+        except Exception as exc:  # noqa: BLE001 - find the one message that fails
             log.warning("batch_retried_singly", mailbox=ctx.mailbox, folder=ctx.folder,
                         first_uid=batch[0].uid, error=exc.__class__.__name__)
             return [self.store_one(ctx, fetched) for fetched in batch]
@@ -114,10 +130,12 @@ class FolderSync:
     def store_one(self, ctx: FolderContext, fetched: FetchedMessage) -> Logged:
         """Record one message; a poison message is quarantined and never blocks the rest."""
         try:
-            with self.db.session() as session:
+            with _database_unavailable_is_transient(), self.db.session() as session:
                 logged = record_message(session, ctx, fetched, self.clock())
                 self._advance(session, ctx, fetched.uid)
             return logged
+        except TransientError:
+            raise
         except Exception as exc:  # noqa: BLE001 - anything a message can trigger
             log.exception("message_record_failed", mailbox=ctx.mailbox, uid=fetched.uid)
             with self.db.session() as session:

@@ -6,8 +6,10 @@ so a typo is reported with its file and line at start, not when mail arrives.
 """
 
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -16,8 +18,12 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+import structlog
+
 from mailwatch.errors import ConfigError
 from mailwatch.resources import packaged_dir
+
+log = structlog.get_logger(__name__)
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # never inside a header value
 SUBJECT_LIMIT = 200  # characters of a customer's subject we repeat (corpus has 5,000)
@@ -45,32 +51,35 @@ class Templates:
     """The sandboxed Jinja environment: user folder first, packaged defaults second."""
 
     def __init__(self, override_dir: Path | None = None) -> None:
-        folders = [str(override_dir)] if override_dir else []
-        folders.append(str(packaged_dir("templates")))
-        self.env = SandboxedEnvironment(
-            loader=ChoiceLoader([FileSystemLoader(folder) for folder in folders]),
-            undefined=StrictUndefined,
-            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
+        packaged = packaged_dir("templates")
+        self.env = _environment([override_dir, packaged] if override_dir else [packaged])
+        # A user template that fails on some customer's data must not stop that mail.
+        self.fallback = _environment([packaged]) if override_dir else None
 
-    def render(self, name: str, context: Mapping[str, object]) -> str:
+    def render(self, name: str, context: Mapping[str, object], env: SandboxedEnvironment | None = None) -> str:
         """Render one template, turning any Jinja failure into a TemplateProblem."""
         try:
-            return self.env.get_template(name).render(context)
+            return (env or self.env).get_template(name).render(context)
         except TemplateSyntaxError as exc:
             raise TemplateProblem([f"{exc.filename or name}: line {exc.lineno}: {exc.message}"]) from None
         except TemplateError as exc:
             raise TemplateProblem([f"{name}: line {_template_line(exc, name)}: {exc}"]) from None
 
     def render_mail(self, kind: str, context: Mapping[str, object]) -> RenderedMail:
-        """Render `{kind}.subject.j2`, `{kind}.txt.j2` and `{kind}.html.j2`."""
+        """Render `{kind}.subject.j2`, `.txt.j2` and `.html.j2`; the packaged ones if an override fails."""
+        try:
+            return self._render_mail(kind, context)
+        except TemplateProblem as exc:
+            if self.fallback is None:
+                raise
+            log.error("template_failed", kind=kind, problems=exc.problems, hint="sent with the packaged template")
+            return self._render_mail(kind, context, self.fallback)
+
+    def _render_mail(self, kind: str, context: Mapping[str, object], env: SandboxedEnvironment | None = None) -> RenderedMail:
         return RenderedMail(
-            subject=one_line(self.render(f"{kind}.subject.j2", context), limit=400),
-            text=self.render(f"{kind}.txt.j2", context),
-            html=self.render(f"{kind}.html.j2", context),
+            subject=one_line(self.render(f"{kind}.subject.j2", context, env), limit=400),
+            text=self.render(f"{kind}.txt.j2", context, env),
+            html=self.render(f"{kind}.html.j2", context, env),
         )
 
     def check(self, samples: Mapping[str, Mapping[str, object]]) -> list[str]:
@@ -78,10 +87,21 @@ class Templates:
         problems: list[str] = []
         for kind, context in samples.items():
             try:
-                self.render_mail(kind, context)
+                self._render_mail(kind, context)  # no fallback: check reports the user's mistakes
             except TemplateProblem as exc:
                 problems.extend(exc.problems)
         return problems
+
+
+def _environment(folders: Sequence[Path]) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in folders]),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def _template_line(exc: BaseException, name: str) -> int | str:
@@ -92,6 +112,11 @@ def _template_line(exc: BaseException, name: str) -> int | str:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+def our_message_id(ticket: int, now: datetime, domain: str) -> str:
+    """A Message-ID that `rules` recognises as mailwatch's own (loop protection)."""
+    return f"<mailwatch.{ticket}.{int(now.timestamp())}.{secrets.token_hex(6)}@{domain}>"
 
 
 def header_address(name: str, address: str) -> str:

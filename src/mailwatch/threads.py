@@ -25,9 +25,20 @@ def ticket_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(r"\[" + re.escape(prefix) + r"(\d{1,9})\]")
 
 
-def find_thread(session: Session, msg: ParsedMessage, tag: re.Pattern[str]) -> Thread | None:
-    """The thread a message belongs to: by In-Reply-To/References, then by ticket tag."""
-    return _thread_by_reference(session, msg) or _thread_by_tag(session, msg.subject, tag)
+def find_thread(session: Session, msg: ParsedMessage, tag: re.Pattern[str], customer: str | None = None) -> Thread | None:
+    """The thread a message belongs to: by In-Reply-To/References, then by ticket tag.
+
+    `customer`: the sender's address when a customer wrote. Ticket numbers are easy to
+    guess, so a tag joins a customer only to their own thread; anyone else with a
+    copied tag gets a ticket of their own.
+    """
+    thread = _thread_by_reference(session, msg)
+    if thread is not None:
+        return thread
+    thread = _thread_by_tag(session, msg.subject, tag)
+    if thread is not None and customer is not None and thread.customer_address != customer.lower():
+        return None
+    return thread
 
 
 def _thread_by_reference(session: Session, msg: ParsedMessage) -> Thread | None:
@@ -79,6 +90,12 @@ def open_thread(
     return thread
 
 
+def skip_escalations(thread: Thread, policy: ClockPolicy) -> None:
+    """Count every step of the current clock as sent: for mail found on a first start."""
+    thread.escalation_level = len(policy.steps)
+    thread.next_escalation_at = None
+
+
 def apply_message(
     thread: Thread, verdict: Verdict, sender: str | None, received_at: datetime, policy: ClockPolicy,
     in_sent_folder: bool = False,
@@ -88,11 +105,11 @@ def apply_message(
     if in_sent_folder:
         # Whatever its From says, a person's mail in our Sent folder is our answer.
         if verdict.category in SENT_RESPONSES:
-            mark_answered(thread, received_at, via="sent-folder", by=sender)
+            mark_answered(thread, received_at, via="sent-folder", by=sender, policy=policy)
     elif verdict.is_customer:
         customer_wrote(thread, received_at, policy)
     elif verdict.category in STAFF_RESPONSES:
-        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender)
+        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender, policy=policy)
 
 
 def customer_wrote(thread: Thread, received_at: datetime, policy: ClockPolicy) -> None:
@@ -106,8 +123,15 @@ def customer_wrote(thread: Thread, received_at: datetime, policy: ClockPolicy) -
     _start_new_clock(thread, received_at, deadline, policy)
 
 
-def mark_answered(thread: Thread, at: datetime, via: str, by: str | None) -> bool:
-    """Stop the clock of an open thread; False when there was nothing to stop."""
+def mark_answered(
+    thread: Thread, at: datetime, via: str, by: str | None, policy: ClockPolicy, covers_until: datetime | None = None,
+) -> bool:
+    """Stop the clock of an open thread; False when there was nothing to stop.
+
+    `covers_until`: the newest customer message this answer can have seen (the staff
+    message's own time, or the flagged message's). A customer message after it still
+    waits, so the thread reopens on a new clock from that message.
+    """
     if thread.status != OPEN:
         return False
     thread.status = ANSWERED
@@ -116,6 +140,9 @@ def mark_answered(thread: Thread, at: datetime, via: str, by: str | None) -> boo
     thread.answered_by = by
     thread.deadline_at = None
     thread.next_escalation_at = None
+    seen_until = covers_until or at
+    if thread.last_customer_at > seen_until:
+        customer_wrote(thread, thread.last_customer_at, policy)
     return True
 
 

@@ -16,6 +16,7 @@ import structlog
 from mailwatch.config import MailboxSettings
 from mailwatch.errors import AuthenticationError, TransientError
 from mailwatch.imap import ImapConnection
+from mailwatch.retry import backoff_s
 from mailwatch.sync import FolderReport
 
 log = structlog.get_logger(__name__)
@@ -25,17 +26,12 @@ RETRY_MAX_S = 120.0
 AUTH_RETRY_S = 300.0  # a wrong password does not fix itself; SIGHUP retries at once
 
 
-def backoff_s(attempt: int, rng: random.Random, maximum_s: float = RETRY_MAX_S) -> float:
-    """Capped exponential backoff with jitter: 1, 2, 4 … seconds, at most `maximum_s`."""
-    return min(maximum_s, RETRY_INITIAL_S * 2 ** max(attempt - 1, 0)) * rng.uniform(0.5, 1.0)
-
-
 @dataclass
 class WatcherHooks:
     """How a watcher talks back to the daemon (each is called from the watcher's thread)."""
 
     connect: Callable[[MailboxSettings], ImapConnection]
-    sync: Callable[[ImapConnection, MailboxSettings], FolderReport]
+    sync: Callable[[ImapConnection, MailboxSettings, threading.Event], FolderReport]
     synced: Callable[[MailboxSettings, FolderReport], None]
     failed: Callable[[MailboxSettings, Exception, int], None]
 
@@ -48,6 +44,7 @@ class MailboxWatcher:
         self.hooks = hooks
         self.rng = rng or random.Random()
         self.stopping = threading.Event()
+        self.attempt = 0  # failures since the last good sync
         self.thread = threading.Thread(target=self.run, name=f"watch-{mailbox.name}", daemon=True)
 
     def start(self) -> None:
@@ -62,20 +59,16 @@ class MailboxWatcher:
 
     def run(self) -> None:
         """Reconnect forever until stopped."""
-        attempt = 0
         while not self.stopping.is_set():
             try:
                 connection = self.hooks.connect(self.mailbox)
             except Exception as exc:  # noqa: BLE001 - retried below, whatever it was
-                attempt += 1
-                self._wait_after(exc, attempt)
+                self._wait_after(exc)
                 continue
             try:
-                attempt = 0
                 self._watch(connection)
             except Exception as exc:  # noqa: BLE001 - a dropped connection is retried
-                attempt += 1
-                self._wait_after(exc, attempt)
+                self._wait_after(exc)
             finally:
                 connection.close()
 
@@ -84,7 +77,8 @@ class MailboxWatcher:
         log.info("mailbox_watching", mailbox=self.mailbox.name, mode="idle" if use_idle else "poll")
         interval_s = self.mailbox.poll_interval.total_seconds()
         while not self.stopping.is_set():
-            report = self.hooks.sync(connection, self.mailbox)
+            report = self.hooks.sync(connection, self.mailbox, self.stopping)
+            self.attempt = 0  # only a good sync proves the trouble is over
             self.hooks.synced(self.mailbox, report)
             if use_idle:
                 # Re-issued every poll_interval: well inside IDLE's 29 minutes, and a health check.
@@ -92,12 +86,14 @@ class MailboxWatcher:
             else:
                 self.stopping.wait(interval_s)
 
-    def _wait_after(self, exc: Exception, attempt: int) -> None:
+    def _wait_after(self, exc: Exception) -> None:
+        self.attempt += 1
+        attempt = self.attempt
         self.hooks.failed(self.mailbox, exc, attempt)
         if isinstance(exc, AuthenticationError):
             delay = AUTH_RETRY_S
         else:
-            delay = backoff_s(attempt, self.rng)
+            delay = backoff_s(attempt, RETRY_INITIAL_S, RETRY_MAX_S, self.rng)
         if not isinstance(exc, TransientError):
             log.exception("mailbox_watch_crashed", mailbox=self.mailbox.name, exc_info=exc)
         log.warning("mailbox_retry", mailbox=self.mailbox.name, attempt=attempt, retry_in_s=round(delay, 1),

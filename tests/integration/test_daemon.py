@@ -141,6 +141,28 @@ def test_server_outages_lose_nothing_and_double_nothing(imap_user, config_file, 
         own.destroy()
 
 
+def test_sigterm_mid_backlog_exits_fast_and_restart_loses_and_doubles_nothing(
+        dovecot, imap_user, config_file, smtp_sink, daemon, db_for):
+    # SIGTERM while 1,500 messages are being logged and acked: exit 0 within 10 s;
+    # the restarted daemon finishes the job with every message logged and acked once.
+    total = 1500
+    path = config_file(ack=True, smtp=smtp_sink, ack_extra='max_age = "2d"\nmax_per_hour = 100000')
+    db = db_for(load_settings(path))
+    dovecot.append_many(imap_user, [customer_mail(n) for n in range(total)])
+    first = daemon(path)
+    assert wait_until(lambda: count_rows(db) > 0, timeout_s=30)
+    code, took_s = first.stop()
+    assert code == 0 and took_s < 10
+    assert count_rows(db) < total or len(smtp_sink.received) < total, "stopped too late to test anything"
+    second = daemon(path)
+    assert wait_until(lambda: len(smtp_sink.received) >= total, timeout_s=120)
+    time.sleep(1)
+    recipients = [m.recipients[0] for m in smtp_sink.received]
+    assert len(recipients) == len(set(recipients)) == total
+    assert count_rows(db) == total
+    assert second.stop()[0] == 0
+
+
 @SQLITE_ONLY
 def test_sighup_reloads_templates_and_keeps_running_on_a_broken_config(
         dovecot, imap_user, config_file, smtp_sink, daemon, tmp_path):

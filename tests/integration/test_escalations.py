@@ -110,6 +110,7 @@ def test_escalation_email_tells_a_lead_what_to_do(dovecot, imap_user, sla_servic
     # Ticket, customer, timing, step, message count, the customer's words and the command.
     service, clock = sla_service()
     dovecot.append(imap_user, customer_mail(1), msg_time=T0)
+    cycle_at(service, clock, timedelta(minutes=1))  # mailwatch was running when it arrived
     cycle_at(service, clock, timedelta(hours=24, minutes=30))
     (mail, *_) = smtp_sink.to("manager@acme.example")
     message = mail.message
@@ -214,6 +215,7 @@ def test_restarts_neither_repeat_nor_miss_an_escalation(dovecot, imap_user, sla_
     # Each restart is a new Service on the same database: every step still goes out exactly once.
     service, clock = sla_service()
     dovecot.append(imap_user, customer_mail(1), msg_time=T0)
+    cycle_at(service, clock, timedelta(minutes=1))  # mailwatch was running when it arrived
     cycle_at(service, clock, timedelta(hours=20, seconds=1))
     restarted, _ = sla_service()
     cycle_at(restarted, clock, timedelta(hours=20, seconds=2))
@@ -228,16 +230,29 @@ def test_steps_missed_during_downtime_are_all_sent(dovecot, imap_user, sla_servi
     # Down through both steps: the lead still hears about step 1, the manager about step 2.
     service, clock = sla_service()
     dovecot.append(imap_user, customer_mail(1), msg_time=T0)
+    cycle_at(service, clock, timedelta(minutes=1))  # mailwatch was running when it arrived
     cycle_at(service, clock, timedelta(hours=30))
     assert len(smtp_sink.to("manager@acme.example")) == 1
     (digest,) = smtp_sink.to("lead@acme.example")  # steps 1 and 2 together, in one email
     assert digest.message.get_body(("plain",)).get_content().count("#1001  Question number 1") == 2
 
 
+def test_first_start_on_a_full_inbox_pages_nobody_about_old_mail(dovecot, imap_user, sla_service, smtp_sink):
+    # Installed on an inbox with three-day-old mail: it is logged and open, but escalates nobody.
+    service, clock = sla_service()
+    dovecot.append(imap_user, customer_mail(1), msg_time=T0)
+    cycle_at(service, clock, timedelta(days=3))
+    cycle_at(service, clock, timedelta(days=3, hours=1))
+    thread = thread_of(service)
+    assert (thread.status, thread.escalation_level, thread.next_escalation_at) == ("open", 2, None)
+    assert smtp_sink.received == []
+
+
 def test_threads_crossing_a_step_together_make_one_digest_per_recipient(dovecot, imap_user, sla_service, smtp_sink):
     # Five threads due in one sweep: the lead gets one email listing all five, not five emails.
     service, clock = sla_service()
     dovecot.append_many(imap_user, [customer_mail(n) for n in range(5)], msg_time=T0)
+    cycle_at(service, clock, timedelta(minutes=1))  # mailwatch was running when it arrived
     cycle_at(service, clock, timedelta(hours=20, minutes=1))
     (digest,) = smtp_sink.received
     text = digest.message.get_body(("plain",)).get_content()

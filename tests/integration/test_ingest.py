@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from sqlalchemy import func, select
 from mailwatch.config import load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import FolderState, Message, Thread
+from mailwatch.imap import FetchedMessage
 from mailwatch.service import Service
+from mailwatch.sync import folder_state
 from tests.mailfactory import customer_mail
 
 # Manifest categories that name what a person wrote; the rest are rules.py categories.
@@ -169,7 +172,30 @@ def test_killed_poll_resumes_without_losing_or_doubling(dovecot, imap_user, conf
         assert session.scalar(select(func.count(func.distinct(Message.uid)))) == total
 
 
-def test_poison_message_never_blocks_the_ones_after_it(dovecot, imap_user, settings, db, corpus):
+def test_a_message_that_cannot_be_stored_is_quarantined_and_the_rest_go_on(settings, db, corpus):
+    # One message whose recording fails is kept with its error; its neighbours are logged normally.
+    service = Service(settings, db)
+    ctx = replace(service.folder_context(settings.mailboxes[0], "INBOX"), uidvalidity=7)
+    with db.session() as session:
+        folder_state(session, "support", "INBOX").uidvalidity = 7  # as a SELECT would have set it
+    good = (corpus / "01-plain-ascii.eml").read_bytes()
+    header, body = good.split(b"\r\n\r\n", 1)
+    now = datetime.now(UTC)
+    batch = [
+        FetchedMessage(1, now, (), len(good), header, body),
+        FetchedMessage(2, now.replace(tzinfo=None), (), 10, b"Subject: x\r\n", b""),  # a naive time cannot be stored
+        FetchedMessage(3, now, (), len(good), header.replace(b"5c1f0e7a", b"5c1f0e7b"), body),
+    ]
+    logged = service.folders.store_batch(ctx, batch)
+    assert [entry.uid for entry in logged] == [1, 2, 3]
+    with db.session() as session:
+        rows = {row.uid: row for row in session.scalars(select(Message))}
+        assert rows[2].parse_error and "naive" in rows[2].parse_error
+        assert rows[1].thread_id is not None and rows[3].thread_id is not None
+        assert session.scalars(select(FolderState.last_uid)).one() == 3
+
+
+def test_nastiest_corpus_files_never_block_the_ones_after_them(dovecot, imap_user, settings, db, corpus):
     # Even the nastiest corpus files leave the messages behind them logged.
     nasty = ["36-nul-bytes.eml", "34-long-header-line.eml", "32-broken-base64.eml", "31-unknown-charset.eml"]
     for name in nasty:

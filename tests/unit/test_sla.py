@@ -77,9 +77,10 @@ def test_due_steps_never_repeat_a_sent_step(elapsed, sent):
 def test_staff_answer_stops_the_clock():
     # Answered threads have no deadline and remember how and when.
     thread = open_thread_at(T0, ClockPolicy(DAY))
-    assert mark_answered(thread, T0 + timedelta(hours=2), via="staff-address", by="alice@acme.example")
+    assert mark_answered(thread, T0 + timedelta(hours=2), via="staff-address", by="alice@acme.example",
+                         policy=ClockPolicy(DAY))
     assert (thread.status, thread.deadline_at, thread.answered_via) == ("answered", None, "staff-address")
-    assert not mark_answered(thread, T0 + timedelta(hours=3), via="flag", by=None)
+    assert not mark_answered(thread, T0 + timedelta(hours=3), via="flag", by=None, policy=ClockPolicy(DAY))
     assert thread.answered_at == T0 + timedelta(hours=2)
 
 
@@ -87,12 +88,32 @@ def test_customer_follow_up_reopens_with_next_response_deadline():
     # A customer writing after an answer starts a new clock when next_response is set.
     policy = ClockPolicy(DAY, timedelta(hours=8))
     thread = open_thread_at(T0, policy)
-    mark_answered(thread, T0 + timedelta(hours=1), via="staff-address", by=None)
+    mark_answered(thread, T0 + timedelta(hours=1), via="staff-address", by=None, policy=policy)
     thread.escalation_level = 1
     customer_wrote(thread, T0 + timedelta(hours=5), policy)
     assert thread.status == "open" and thread.clock == 2
     assert thread.deadline_at == T0 + timedelta(hours=13)
     assert thread.escalation_level == 0
+
+
+def test_answer_older_than_the_latest_customer_message_leaves_that_message_waiting():
+    # A Sent-folder reply read after the customer's next message answers only what it saw.
+    policy = ClockPolicy(DAY, timedelta(hours=8))
+    thread = open_thread_at(T0, policy)
+    customer_wrote(thread, T0 + timedelta(hours=3), policy)
+    assert mark_answered(thread, T0 + timedelta(hours=2), via="sent-folder", by=None, policy=policy)
+    assert (thread.status, thread.clock, thread.answered_at) == ("open", 2, T0 + timedelta(hours=2))
+    assert thread.deadline_at == T0 + timedelta(hours=11)
+
+
+def test_flag_on_the_latest_message_answers_everything_before_it():
+    # \\Answered on the newest customer message: nothing is left waiting.
+    policy = ClockPolicy(DAY, timedelta(hours=8))
+    thread = open_thread_at(T0, policy)
+    customer_wrote(thread, T0 + timedelta(hours=3), policy)
+    mark_answered(thread, T0 + timedelta(hours=5), via="flag", by=None, policy=policy,
+                  covers_until=T0 + timedelta(hours=3))
+    assert thread.status == "answered"
 
 
 def test_customer_follow_up_on_open_thread_keeps_the_first_deadline():

@@ -1,13 +1,15 @@
 """Rendering acknowledgments: sandboxed, escaped, strict, and safe for headers."""
 
+import re
 import textwrap
 from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import SMTP, default
 
 import pytest
+from structlog.testing import capture_logs
 
-from mailwatch.acks import Acknowledger, bare_subject, matching_faq
+from mailwatch.acks import Acknowledger, bare_subject, matching_faq, sample_context
 from mailwatch.config import load_settings
 from mailwatch.db.models import Thread
 from mailwatch.mail.parse import Address, parse_message, split_raw
@@ -149,18 +151,29 @@ def test_broken_override_template_is_reported_with_file_and_line(settings_with, 
     folder = tmp_path / "templates"
     folder.mkdir()
     (folder / "ack.txt.j2").write_text("Hello\n{{ customer.nmae }}\n")
-    settings = settings_with(f'templates = "{folder}"')
-    with pytest.raises(TemplateProblem, match=r"ack.txt.j2: line 2: .*nmae"):
-        render_ack(settings, inbound("Hi"))
+    templates = Templates(folder)
+    context = sample_context(Acknowledger(settings_with(), templates, ticket_pattern("#")), RECEIVED)
+    assert re.match(r"ack.txt.j2: line 2: .*nmae", templates.check({"ack": context})[0])
     (folder / "ack.txt.j2").write_text("Hello {% if %}\n")
-    with pytest.raises(TemplateProblem, match=r"ack.txt.j2: line 1"):
-        render_ack(settings, inbound("Hi"))
+    assert templates.check({"ack": context})[0].startswith(str(folder / "ack.txt.j2") + ": line 1")
 
 
-def test_templates_run_in_a_sandbox(settings_with, tmp_path):
+def test_override_failing_on_one_customer_falls_back_to_the_packaged_template(settings_with, tmp_path):
+    # A template that passed check but breaks on one customer's data still sends a proper ack.
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "ack.txt.j2").write_text("Dear {{ customer.name.split()[0] }},\n")
+    settings = settings_with(f'templates = "{folder}"')
+    with capture_logs() as logs:
+        message = render_ack(settings, inbound("Hi", sender="nobody@example.com"))
+    assert "Hello there," in message.get_body(("plain",)).get_content()
+    assert [e["kind"] for e in logs if e["event"] == "template_failed"] == ["ack"]
+
+
+def test_templates_run_in_a_sandbox(tmp_path):
     # A template cannot reach Python internals.
     folder = tmp_path / "templates"
     folder.mkdir()
     (folder / "ack.subject.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
-    with pytest.raises(TemplateProblem):
-        render_ack(settings_with(f'templates = "{folder}"'), inbound("Hi"))
+    problems = Templates(folder).check({"ack": {}})
+    assert any("ack.subject.j2" in problem and "unsafe" in problem for problem in problems)
