@@ -24,7 +24,7 @@ from mailwatch.templates import Templates, build_email, header_address, our_mess
 log = structlog.get_logger(__name__)
 
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-QUOTE_CHARS = 300  # of the customer's own words, enough to recognise the message
+ACK_QUOTE_CHARS = 300  # of the customer's own words, enough to recognise the message
 CAP_WINDOW = timedelta(hours=1)
 
 
@@ -117,7 +117,7 @@ class Acknowledger:
             "deadline": human_time(thread.deadline_at or received_at + settings.sla.first_response, settings.service.tz),
             "response_within": format_duration(settings.sla.first_response),
             "faq": {"url": faq.url, "entries": matching_faq(faq.entries, f"{parsed.subject} {parsed.snippet}", faq.max_entries)},
-            "quote": parsed.snippet[:QUOTE_CHARS],
+            "quote": parsed.snippet[:ACK_QUOTE_CHARS],
         }
 
     def _log_suppressed(self, decision: AckDecision, row: Message, thread: Thread | None) -> None:

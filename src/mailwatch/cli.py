@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import structlog
@@ -19,7 +19,8 @@ from mailwatch.db.queries import list_threads
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
 from mailwatch.service import Service, imap_session, utcnow
-from mailwatch.sla import rounded
+from mailwatch.report import Report, build_report
+from mailwatch.sla import human_time, rounded
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     threads = commands.add_parser("threads", help="list conversations")
     threads.add_argument("--open", action="store_true", help="only open threads, most urgent first")
     threads.add_argument("--json", action="store_true", help="machine-readable output")
+    report = commands.add_parser("report", help="volumes, response times and the SLA over a period")
+    report.add_argument("--since", type=_date, help="start date, YYYY-MM-DD in service.timezone (default: 7 days ago)")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
     thread = commands.add_parser("thread", help="change one thread by hand")
     thread.add_argument("action", choices=["answered", "close", "reopen"])
     thread.add_argument("ticket", type=_ticket)
@@ -51,6 +55,13 @@ def _ticket(text: str) -> int:
     if not digits.isdigit():
         raise argparse.ArgumentTypeError(f"not a ticket number: {text!r}")
     return int(digits)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,6 +154,43 @@ def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    db = Database(settings.service.database)
+    db.ensure_schema()
+    now = utcnow()
+    since = (datetime.combine(args.since, time(), settings.service.tz) if args.since
+             else now - timedelta(days=7))
+    with db.session() as session:
+        report = build_report(session, since.astimezone(UTC), now, settings.sla.first_response)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report_text(report, settings))
+    return EXIT_OK
+
+
+def report_text(report: Report, settings: Settings) -> str:
+    """The report for people."""
+    def seconds(value: float | None) -> str:
+        return rounded(timedelta(seconds=value)) if value is not None else "-"
+
+    share = f"{100 * report.answered_within_sla / report.answered:.0f}%" if report.answered else "-"
+    lines = [
+        f"Since {human_time(report.since, settings.service.tz)}",
+        f"Messages logged:       {sum(report.messages.values())}  " + _counts(report.messages),
+        f"Conversations opened:  {report.threads_opened}, answered {report.answered}",
+        f"First response:        median {seconds(report.first_response_median_s)}, "
+        f"90% within {seconds(report.first_response_p90_s)}",
+        f"Within the promise:    {report.answered_within_sla} of {report.answered} ({share}) "
+        f"within {rounded(settings.sla.first_response)}",
+        f"Open now:              {report.open_now}, overdue {report.overdue_now}",
+        f"Acknowledgments sent:  {report.acks_sent}; not sent: " + (_counts(report.acks_suppressed) or "none"),
+        "Escalations:           " + (_counts(report.escalations) or "none"),
+    ]
+    return "\n".join(lines)
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items())
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -196,6 +244,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "poll": cmd_poll,
     "threads": cmd_threads,
     "thread": cmd_thread,
+    "report": cmd_report,
 }
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ def run_demo(folder: Path) -> None:
         step("the escalation sweep runs with every cycle (and every 30 s under `mailwatch run`)", *base, "poll")
         show_mail("The team lead got this escalation:", sink.received[len(acks):])
         step("what still needs an answer, most urgent first", *base, "threads", "--open")
+        step("how the team is doing", *base, "report")
     finally:
         sink.stop()
         dovecot.destroy()

@@ -25,7 +25,7 @@ from mailwatch.templates import Templates, build_email, our_message_id
 log = structlog.get_logger(__name__)
 
 SWEEP_LIMIT = 500  # threads per sweep; a larger backlog is finished by the next sweeps
-QUOTE_CHARS = 400
+DIGEST_QUOTE_CHARS = 400
 STEPS_KEY = "escalation_steps"  # service_state key: the steps next_escalation_at was computed for
 
 
@@ -139,7 +139,7 @@ class Escalator:
             "step": item.step,
             "steps": len(self.policy.steps),
             "messages": thread.message_count,
-            "quote": latest.snippet[:QUOTE_CHARS] if latest else "",
+            "quote": latest.snippet[:DIGEST_QUOTE_CHARS] if latest else "",
             "answer_command": f"mailwatch thread answered {thread.id}",
         }
 

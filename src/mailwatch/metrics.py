@@ -51,6 +51,8 @@ class Metrics:
     def observe_drain(self, report: DrainReport) -> None:
         for kind, count in report.sent_by_kind.items():
             self.emails_sent.labels(kind).inc(count)
+        for kind, count in report.failed_by_kind.items():
+            self.emails_failed.labels(kind).inc(count)
         if report.deferred or report.failed:
             self.smtp_errors.inc(report.deferred + report.failed)
 

@@ -24,10 +24,6 @@ class Notifier:
         watchdog_usec = environ.get("WATCHDOG_USEC", "")
         self.watchdog_interval_s = int(watchdog_usec) / 2e6 if watchdog_usec.isdigit() else None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def send(self, *fields: str) -> None:
         """Send `KEY=value` fields; failures are logged, never raised (the service must go on)."""
         if not self.address:

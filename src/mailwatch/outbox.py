@@ -81,6 +81,7 @@ class DrainReport:
     deferred: int = 0
     failed: int = 0
     sent_by_kind: Counter[str] = field(default_factory=Counter)
+    failed_by_kind: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None
 
 
@@ -163,6 +164,7 @@ class Outbox:
             report.sent_by_kind[item.kind] += 1
         elif outcome == FAILED:
             report.failed += 1
+            report.failed_by_kind[item.kind] += 1
         elif outcome == PENDING:
             report.deferred += 1
         if error is not None:

@@ -31,11 +31,6 @@ def reopened_deadline(received_at: datetime, policy: ClockPolicy) -> datetime | 
     return received_at + policy.next_response
 
 
-def time_left(deadline_at: datetime, now: datetime) -> timedelta:
-    """How long until the deadline; negative once it has passed."""
-    return deadline_at - now
-
-
 def due_steps(clock_started_at: datetime, now: datetime, steps_after: Sequence[timedelta], sent_level: int) -> range:
     """The escalation steps (1-based) due by `now` and not yet sent; after downtime, all of them."""
     elapsed = now - clock_started_at

@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # never inside a header value
 SUBJECT_LIMIT = 200  # characters of a customer's subject we repeat (corpus has 5,000)
-MAX_REFERENCES = 10  # the tail of a long References chain is what threads a reply
+REFERENCES_KEPT = 10  # the tail of a long References chain is what threads a reply
 
 
 def one_line(text: str, limit: int = SUBJECT_LIMIT) -> str:
@@ -141,7 +141,7 @@ def build_email(
     message["Message-ID"] = message_id
     if in_reply_to:
         message["In-Reply-To"] = in_reply_to
-        message["References"] = " ".join([*references[-(MAX_REFERENCES - 1):], in_reply_to])
+        message["References"] = " ".join([*references[-(REFERENCES_KEPT - 1):], in_reply_to])
     for key, value in (extra_headers or {}).items():
         message[key] = one_line(value)
     message.set_content(rendered.text)

@@ -12,7 +12,7 @@ from mailwatch.mail.rules import Category, Verdict
 from mailwatch.sla import ClockPolicy, first_deadline, next_escalation_at, reopened_deadline
 
 OPEN, ANSWERED, CLOSED = "open", "answered", "closed"
-MAX_REFERENCES = 50  # a References header can be long; the newest ids matter most
+REFERENCES_LOOKED_UP = 50  # a References header can be long; the newest ids matter most
 # Who answers a thread by writing into it. The shared address itself counts: agents
 # often reply from it with the mailbox in Cc (mailwatch's own mail is OWN_MESSAGE).
 STAFF_RESPONSES = {Category.STAFF: "staff-address", Category.OWN_ADDRESS: "own-address"}
@@ -45,7 +45,7 @@ def _thread_by_reference(session: Session, msg: ParsedMessage) -> Thread | None:
     ids = list(dict.fromkeys([*([msg.in_reply_to] if msg.in_reply_to else []), *reversed(msg.references)]))
     if not ids:
         return None
-    ids = ids[:MAX_REFERENCES]
+    ids = ids[:REFERENCES_LOOKED_UP]
     thread_id = session.scalar(
         select(Message.thread_id)
         .where(Message.message_id.in_(ids), Message.thread_id.is_not(None))

@@ -105,3 +105,21 @@ def test_db_upgrade_migrates_an_empty_database(config_file, settings, capsys):
     database = Database(settings.service.database)
     assert database.schema_revision() == database.head_revision()
     database.dispose()
+
+
+def test_report_counts_messages_answers_and_the_sla(dovecot, imap_user, config_file, capsys, corpus):
+    # The report shows what came in, what got answered and how fast, as JSON and as text.
+    path = config_file()
+    for name in ("23-thread-first.eml", "24-thread-customer-reply.eml", "26-staff-reply.eml",
+                 "01-plain-ascii.eml", "14-postfix-dsn-bounce.eml"):
+        dovecot.append(imap_user, (corpus / name).read_bytes())
+    assert main(["--config", str(path), "poll"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(path), "report", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["messages"] == {"customer": 3, "staff": 1, "bounce": 1}
+    assert (report["threads_opened"], report["answered"], report["answered_within_sla"]) == (2, 1, 1)
+    assert report["open_now"] == 1 and report["overdue_now"] == 0
+    assert main(["--config", str(path), "report", "--since", "2020-01-01"]) == 0
+    text = capsys.readouterr().out
+    assert "Conversations opened:  2, answered 1" in text and "1 of 1 (100%)" in text

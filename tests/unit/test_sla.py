@@ -14,7 +14,7 @@ from mailwatch.sla import (
     human_time,
     next_escalation_at,
     reopened_deadline,
-    time_left,
+    rounded,
 )
 from mailwatch.threads import close_thread, customer_wrote, mark_answered, reopen_thread
 
@@ -40,9 +40,11 @@ def test_no_next_response_means_no_reopened_deadline():
     assert reopened_deadline(T0, ClockPolicy(DAY, timedelta(hours=8))) == T0 + timedelta(hours=8)
 
 
-def test_time_left_turns_negative_after_the_deadline():
-    # Overdue threads show how long they are overdue.
-    assert time_left(T0 + DAY, T0 + DAY + timedelta(minutes=5)) == -timedelta(minutes=5)
+def test_rounded_durations_read_well_either_side_of_the_deadline():
+    # People see minutes, never microseconds, and the sign is theirs to add.
+    assert rounded(timedelta(hours=23, minutes=59, seconds=59, microseconds=5)) == "23h 59m"
+    assert rounded(-timedelta(minutes=5, seconds=3)) == "5m"
+    assert rounded(timedelta(seconds=40)) == "under a minute"
 
 
 def test_steps_fall_due_in_order_and_only_once():

@@ -28,7 +28,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-FIRST_TICKET = 1001  # ticket numbers are thread ids; "#1" would look like a toy
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -161,7 +160,8 @@ class OutboxMail(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # ack | escalation | alert
-    # Makes a second copy impossible: "ack:1042" can exist only once, on any instance.
+    # "ack:1042" can exist only once, on any instance; escalations are kept single by
+    # the escalations table instead, and alerts by their incident.
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), index=True)
     message_id: Mapped[str] = mapped_column(String(255))

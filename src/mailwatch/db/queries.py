@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailwatch.db.models import Message, Thread
+from mailwatch.db.models import Thread
 
 
 def list_threads(session: Session, open_only: bool = False) -> Sequence[Thread]:
@@ -14,9 +14,3 @@ def list_threads(session: Session, open_only: bool = False) -> Sequence[Thread]:
     if open_only:
         return session.scalars(query.where(Thread.status == "open").order_by(Thread.deadline_at, Thread.id)).all()
     return session.scalars(query.order_by(Thread.id)).all()
-
-
-def thread_messages(session: Session, thread_id: int) -> Sequence[Message]:
-    """A thread's messages in the order the server received them."""
-    query = select(Message).where(Message.thread_id == thread_id).order_by(Message.received_at, Message.id)
-    return session.scalars(query).all()
