@@ -120,9 +120,16 @@ def _thread_for(
         if ctx.first_sync and ctx.backlog_age is not None and now - received_at > ctx.backlog_age:
             # Installed on a full inbox: show old conversations, but page nobody about them.
             skip_escalations(thread, ctx.policy)
+    if not new and _copy_in_thread(session, thread, parsed.message_id):
+        return thread, False  # the same mail in another folder (a Cc'd reply, its Sent copy): counted once
     sender = parsed.from_[0].address.lower() if parsed.from_ else None
     apply_message(thread, verdict, sender, received_at, ctx.policy, in_sent_folder=ctx.sent_folder)
     return thread, new
+
+
+def _copy_in_thread(session: Session, thread: Thread, message_id: str) -> bool:
+    query = select(Message.id).where(Message.thread_id == thread.id, Message.message_id == message_id[:MAX_STORED_ID])
+    return session.scalar(query.limit(1)) is not None
 
 
 def _addresses(addresses: tuple[Address, ...]) -> str:

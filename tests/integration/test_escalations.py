@@ -302,3 +302,15 @@ def test_daemon_escalates_on_time_with_an_sla_of_seconds(dovecot, imap_user, con
     assert timedelta(seconds=2) <= arrivals["lead@acme.example"] - received_at <= timedelta(seconds=4)
     assert timedelta(seconds=4) <= arrivals["manager@acme.example"] - received_at <= timedelta(seconds=6)
     assert len(smtp_sink.received) == 2
+
+
+def test_a_reply_seen_in_inbox_and_sent_folder_counts_once(dovecot, imap_user, sla_service):
+    # An agent's reply Cc'd to the shared mailbox and filed in Sent is one message of the thread.
+    service, clock = sla_service('sent_folder = "Sent"')
+    dovecot.append(imap_user, customer_mail(1), msg_time=T0)
+    reply = staff_reply("<q1.customer@example.com>", sender="Acme Support <support@acme.example>")
+    dovecot.append(imap_user, reply, msg_time=T0 + timedelta(hours=1))
+    dovecot.append(imap_user, reply, folder="Sent", msg_time=T0 + timedelta(hours=1))
+    cycle_at(service, clock, timedelta(hours=2))
+    thread = thread_of(service)
+    assert (thread.message_count, thread.status, thread.answered_via) == (2, "answered", "own-address")
