@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.logging.format, settings.logging.level, stream=sys.stderr)
+    configure_logging(settings.logging.format, settings.logging.level)
     try:
         return COMMANDS[args.command](settings, args)
     except MailwatchError as exc:

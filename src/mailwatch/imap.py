@@ -23,7 +23,7 @@ from mailwatch.errors import AuthenticationError, TransientError
 log = structlog.get_logger(__name__)
 
 FETCH_BATCH_SIZE = 250  # UIDs per FETCH: few round trips, bounded memory
-BODY_PREFIX_BYTES = 16384  # enough text for a snippet; attachments are never downloaded
+BODY_PREFIX_BYTES = 8192  # enough text for a snippet; attachments are never downloaded
 FETCH_ITEMS = [
     b"INTERNALDATE",
     b"FLAGS",

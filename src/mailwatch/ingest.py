@@ -36,6 +36,7 @@ class FolderContext:
     sent_folder: bool = False  # staff replies filed here answer their threads
     first_sync: bool = False  # reading a folder's existing mail for the first time
     backlog_age: timedelta | None = None  # on a first sync, older mail is not escalated
+    careful: bool = False  # look for each message before logging it (resync, retry)
 
 
 @dataclass(frozen=True)
@@ -50,34 +51,76 @@ class Logged:
     ack_outcome: str | None = None
 
 
+@dataclass
+class _Recorded:
+    """One message of a batch between recording and the batch's single flush."""
+
+    fetched: FetchedMessage
+    parsed: ParsedMessage
+    verdict: Verdict
+    customer: Address | None
+    row: Message
+    thread: Thread | None
+    new_thread: bool
+
+
+def record_batch(session: Session, ctx: FolderContext, batch: list[FetchedMessage], now: datetime) -> list[Logged]:
+    """Log a batch exactly once and update threads, with one flush for the whole batch.
+
+    Messages are threaded in UID order, so a reply later in the batch finds the thread its
+    original opened (through `recent`); acknowledgments are decided after the flush, when
+    every new thread has its ticket number.
+    """
+    recent: dict[str, Thread] = {}
+    results: list[_Recorded | Logged] = []
+    with session.no_autoflush:
+        for fetched in batch:
+            results.append(_record(session, ctx, fetched, now, recent))
+    session.flush()
+    return [item if isinstance(item, Logged) else _finish(session, ctx, item, now) for item in results]
+
+
 def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime) -> Logged:
     """Log one message exactly once and update its thread."""
+    return record_batch(session, ctx, [fetched], now)[0]
+
+
+def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime,
+            recent: dict[str, Thread]) -> "_Recorded | Logged":
     parsed = parse_message(fetched.header, fetched.body_prefix)
     received_at = fetched.received_at or now
     message_id = parsed.message_id[:MAX_STORED_ID]
-    seen = _already_logged(session, ctx, message_id, received_at)
+    # Only a resync or a retry can meet a message already logged; normally the unique keys guard.
+    seen = _already_logged(session, ctx, message_id, received_at) if ctx.careful else None
     if seen is not None:
         # The same mail under a new UIDVALIDITY: remember where it lives now, log nothing.
         seen.uidvalidity, seen.uid = ctx.uidvalidity, fetched.uid
         return Logged(fetched.uid, message_id, seen.category, seen.thread_id, duplicate=True)
     verdict = classify(parsed, ctx.identity)
     customer = reply_address(parsed)
-    thread, new_thread = _thread_for(session, ctx, parsed, verdict, customer, received_at, now)
+    thread, new_thread = _thread_for(session, ctx, parsed, verdict, customer, received_at, now, recent)
     if thread is not None and verdict.is_customer and ANSWERED_FLAG in fetched.flags:
         answer_by_flag(thread, received_at, ctx, now)  # answered from a mail client already
     row = _message_row(ctx, fetched, parsed, verdict, received_at, now)
     row.message_id = message_id
-    row.thread_id = thread.id if thread else None
+    row.thread = thread
     session.add(row)
+    if thread is not None:
+        recent[message_id] = thread
+    return _Recorded(fetched, parsed, verdict, customer, row, thread, new_thread)
+
+
+def _finish(session: Session, ctx: FolderContext, item: _Recorded, now: datetime) -> Logged:
+    row = item.row
     if ctx.acknowledger is not None:
-        ctx.acknowledger.consider(session, thread=thread, new_thread=new_thread, parsed=parsed,
-                                  verdict=verdict, recipient=customer, row=row, now=now)
+        ctx.acknowledger.consider(session, thread=item.thread, new_thread=item.new_thread, parsed=item.parsed,
+                                  verdict=item.verdict, recipient=item.customer, row=row, now=now)
     log.info(
-        "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=fetched.uid,
-        message_id=message_id, thread=row.thread_id, classification=verdict.category.value,
-        reason=verdict.reason, received_at=received_at.isoformat(),
+        "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=row.uid,
+        message_id=row.message_id, thread=row.thread_id, classification=row.category,
+        reason=row.category_reason, received_at=row.received_at.isoformat(),
     )
-    return Logged(fetched.uid, message_id, verdict.category.value, row.thread_id, ack_outcome=row.ack_outcome)
+    return Logged(row.uid, row.message_id, row.category, row.thread_id, ack_outcome=row.ack_outcome)
 
 
 def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime, error: str) -> Logged:
@@ -107,11 +150,11 @@ def _already_logged(session: Session, ctx: FolderContext, message_id: str, recei
 
 def _thread_for(
     session: Session, ctx: FolderContext, parsed: ParsedMessage, verdict: Verdict,
-    customer: Address | None, received_at: datetime, now: datetime,
+    customer: Address | None, received_at: datetime, now: datetime, recent: dict[str, Thread],
 ) -> tuple[Thread | None, bool]:
     """The message's thread (None for machines that join none), and whether it is new."""
     writer = customer.address if verdict.is_customer and customer and not ctx.sent_folder else None
-    thread, new = find_thread(session, parsed, ctx.ticket_tag, customer=writer), False
+    thread, new = find_thread(session, parsed, ctx.ticket_tag, customer=writer, recent=recent), False
     if thread is None:
         # Only a customer opens a ticket: a bounce or a newsletter must never escalate.
         if ctx.sent_folder or not (verdict.is_customer and customer):
@@ -120,7 +163,7 @@ def _thread_for(
         if ctx.first_sync and ctx.backlog_age is not None and now - received_at > ctx.backlog_age:
             # Installed on a full inbox: show old conversations, but page nobody about them.
             skip_escalations(thread, ctx.policy)
-    if not new and _copy_in_thread(session, thread, parsed.message_id):
+    if not new and thread.id is not None and _copy_in_thread(session, thread, parsed.message_id):
         return thread, False  # the same mail in another folder (a Cc'd reply, its Sent copy): counted once
     sender = parsed.from_[0].address.lower() if parsed.from_ else None
     apply_message(thread, verdict, sender, received_at, ctx.policy, in_sent_folder=ctx.sent_folder)

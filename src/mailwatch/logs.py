@@ -136,13 +136,26 @@ def _install_handler(handler: logging.Handler, level: int) -> None:
         logging.getLogger(name).setLevel(max(level, logging.ERROR))
 
 
+class _CurrentStderr:
+    """Whatever sys.stderr is at the moment of writing (it may be replaced after setup)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(format: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
     """Send structlog and stdlib logging to `stream` (default stderr) as JSON lines or console text."""
     if format not in FORMATS:
         raise ValueError(f"unknown log format {format!r}: use one of {', '.join(FORMATS)}")
     if level not in LEVELS:
         raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
-    _install_handler(_make_handler(format, stream or sys.stderr), LEVELS[level])
+    _install_handler(_make_handler(format, stream or _CurrentStderr()), LEVELS[level])
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -22,7 +22,7 @@ from mailwatch.db.engine import Database
 from mailwatch.db.models import FolderState, Message, Thread
 from mailwatch.errors import TransientError
 from mailwatch.imap import FetchedMessage, FolderStatus, ImapConnection
-from mailwatch.ingest import FolderContext, Logged, record_flags, record_message, record_unparsable
+from mailwatch.ingest import FolderContext, Logged, record_batch, record_flags, record_message, record_unparsable
 from mailwatch.mail.rules import Category
 
 log = structlog.get_logger(__name__)
@@ -78,8 +78,8 @@ class FolderSync:
             stop: threading.Event | None = None) -> FolderReport:
         """Log what is new in `folder`, then look at changed flags; `stop` ends it between batches."""
         status = connection.select(folder.folder)
-        first_sync, since_modseq = self._prepare(folder, status)
-        ctx = replace(folder, uidvalidity=status.uidvalidity, first_sync=first_sync)
+        first_sync, resync, since_modseq = self._prepare(folder, status)
+        ctx = replace(folder, uidvalidity=status.uidvalidity, first_sync=first_sync, careful=resync)
         report = FolderReport(ctx.mailbox, ctx.folder)
         for batch in connection.fetch_new(self._last_uid(ctx)):
             for logged in self.store_batch(ctx, batch):
@@ -93,18 +93,21 @@ class FolderSync:
                  duplicates=report.duplicates, answered_by_flag=report.answered_by_flag)
         return report
 
-    def _prepare(self, ctx: FolderContext, status: FolderStatus) -> tuple[bool, int | None]:
-        """Whether this is the folder's first sync, and the stored MODSEQ; resyncs on a new UIDVALIDITY."""
+    def _prepare(self, ctx: FolderContext, status: FolderStatus) -> tuple[bool, bool, int | None]:
+        """First sync? Resync (UIDVALIDITY changed, old mail comes again)? And the stored MODSEQ."""
         with self.db.session() as session:
             state = folder_state(session, ctx.mailbox, ctx.folder)
             first_sync = state.last_sync_at is None  # never read to the end before
             if state.uidvalidity == status.uidvalidity:
-                return first_sync, state.highest_modseq
-            if state.uidvalidity is not None:
+                # An interrupted resync needs no memory: a message met again violates a unique
+                # key, and its batch is retried carefully, one message at a time.
+                return first_sync, False, state.highest_modseq
+            resync = state.uidvalidity is not None
+            if resync:
                 log.warning("uidvalidity_changed", mailbox=ctx.mailbox, folder=ctx.folder,
                             old=state.uidvalidity, new=status.uidvalidity)
             state.uidvalidity, state.last_uid, state.highest_modseq = status.uidvalidity, 0, None
-            return first_sync, None
+            return first_sync, resync, None
 
     def _last_uid(self, ctx: FolderContext) -> int:
         with self.db.session() as session:
@@ -117,7 +120,7 @@ class FolderSync:
         try:
             with _database_unavailable_is_transient(), self.db.session() as session:
                 now = self.clock()
-                logged = [record_message(session, ctx, fetched, now) for fetched in batch]
+                logged = record_batch(session, ctx, batch, now)
                 self._advance(session, ctx, batch[-1].uid)
             return logged
         except TransientError:
@@ -131,7 +134,7 @@ class FolderSync:
         """Record one message; a poison message is quarantined and never blocks the rest."""
         try:
             with _database_unavailable_is_transient(), self.db.session() as session:
-                logged = record_message(session, ctx, fetched, self.clock())
+                logged = record_message(session, replace(ctx, careful=True), fetched, self.clock())
                 self._advance(session, ctx, fetched.uid)
             return logged
         except TransientError:

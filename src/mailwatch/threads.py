@@ -25,14 +25,18 @@ def ticket_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(r"\[" + re.escape(prefix) + r"(\d{1,9})\]")
 
 
-def find_thread(session: Session, msg: ParsedMessage, tag: re.Pattern[str], customer: str | None = None) -> Thread | None:
+def find_thread(
+    session: Session, msg: ParsedMessage, tag: re.Pattern[str], customer: str | None = None,
+    recent: dict[str, Thread] | None = None,
+) -> Thread | None:
     """The thread a message belongs to: by In-Reply-To/References, then by ticket tag.
 
     `customer`: the sender's address when a customer wrote. Ticket numbers are easy to
     guess, so a tag joins a customer only to their own thread; anyone else with a
-    copied tag gets a ticket of their own.
+    copied tag gets a ticket of their own. `recent`: threads of messages recorded
+    earlier in the same, not yet flushed, batch.
     """
-    thread = _thread_by_reference(session, msg)
+    thread = _thread_by_reference(session, msg, recent or {})
     if thread is not None:
         return thread
     thread = _thread_by_tag(session, msg.subject, tag)
@@ -41,10 +45,13 @@ def find_thread(session: Session, msg: ParsedMessage, tag: re.Pattern[str], cust
     return thread
 
 
-def _thread_by_reference(session: Session, msg: ParsedMessage) -> Thread | None:
+def _thread_by_reference(session: Session, msg: ParsedMessage, recent: dict[str, Thread]) -> Thread | None:
     ids = list(dict.fromkeys([*([msg.in_reply_to] if msg.in_reply_to else []), *reversed(msg.references)]))
     if not ids:
         return None
+    for message_id in ids:
+        if message_id in recent:
+            return recent[message_id]
     ids = ids[:REFERENCES_LOOKED_UP]
     thread_id = session.scalar(
         select(Message.thread_id)
@@ -85,8 +92,7 @@ def open_thread(
         message_count=0,
         created_at=now,
     )
-    session.add(thread)
-    session.flush()  # assigns the ticket number
+    session.add(thread)  # the batch's flush assigns the ticket number
     return thread
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 # Constraint names are spelled out so that Alembic batch mode on SQLite can find them.
@@ -148,6 +148,7 @@ class Message(Base):
     ack_outcome: Mapped[str | None] = mapped_column(String(40))
     ack_reason: Mapped[str | None] = mapped_column(Text)
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), index=True)
+    thread: Mapped["Thread | None"] = relationship(lazy="raise")  # set before its ticket number exists
     parse_error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -30,10 +30,12 @@ MAX_SNIPPET_CHARS = 500  # a preview for logs and listings, not the message
 MAX_ID_CHARS = 250  # longer Message-IDs are replaced by a hash so they fit an indexed column
 SYNTHESISED_DOMAIN = "mailwatch.invalid"  # .invalid (RFC 2606) never collides with a real ID
 _ERROR_CHARS = 500  # parse_error is a diagnosis, not a dump
+SNIPPET_SOURCE_CHARS = 6000  # enough text to find 500 characters of the customer's own words
 
 # C0/C1 controls, Unicode line separators and lone surrogates: none belong in a header
 # value, and CR/LF would let a decoded subject inject headers (corpus 35).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROL_BUT_LINE_BREAKS = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _WHITESPACE = re.compile(r"\s+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")  # RFC 5322 unfolding removes only the line break
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -461,7 +463,9 @@ def _body_attempts(codec: str | None) -> list[tuple[str, str]]:
 
 
 def _customer_words(text: str) -> str:
-    lines = [_CONTROL.sub(" ", line.replace("\ufeff", "")) for line in _LINE_BREAK.split(text)]
+    # One pass over the text, not one per line: line breaks survive for the quote detection.
+    text = _CONTROL_BUT_LINE_BREAKS.sub(" ", text[:SNIPPET_SOURCE_CHARS].replace("\ufeff", ""))
+    lines = _LINE_BREAK.split(text)
     words = _WHITESPACE.sub(" ", " ".join(_without_quotes(lines))).strip()
     return words[:MAX_SNIPPET_CHARS].rstrip()
 
