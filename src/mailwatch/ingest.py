@@ -77,7 +77,8 @@ def record_batch(session: Session, ctx: FolderContext, batch: list[FetchedMessag
         for fetched in batch:
             results.append(_record(session, ctx, fetched, now, recent))
     session.flush()
-    return [item if isinstance(item, Logged) else _finish(session, ctx, item, now) for item in results]
+    with session.no_autoflush:  # the ack decisions only read the outbox, which inserts directly
+        return [item if isinstance(item, Logged) else _finish(session, ctx, item, now) for item in results]
 
 
 def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime) -> Logged:

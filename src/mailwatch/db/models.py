@@ -180,6 +180,7 @@ class OutboxMail(Base):
 
 
 Index("ix_outbox_kind_recipient_created", OutboxMail.kind, OutboxMail.recipient, OutboxMail.created_at)
+Index("ix_outbox_kind_created", OutboxMail.kind, OutboxMail.created_at)  # the hourly cap's count
 
 
 class Escalation(Base):
