@@ -19,6 +19,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailwatch.errors import AuthenticationError, TransientError
+from mailwatch.tls import tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -65,11 +66,6 @@ class ImapEndpoint:
     username: str
     timeout_s: float = 30.0
     ca_file: Path | None = None
-
-
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """A verifying TLS context, trusting `ca_file` instead of the system store if given."""
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
 class ImapConnection:

@@ -30,7 +30,7 @@ from mailwatch.smtp import SmtpSender, SmtpUnavailable
 log = structlog.get_logger(__name__)
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
-CLAIM_BATCH = 100  # rows claimed per round; each connection sends its share in turn
+CLAIM_BATCH = 300  # rows claimed per round; each connection sends its share in turn
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@
 """
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from mailwatch.sla import ClockPolicy
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.sync import FolderReport, FolderSync
 from mailwatch.templates import Templates
+from mailwatch.tls import tls_context
 from mailwatch.threads import close_thread, mark_answered, reopen_thread, ticket_pattern
 
 log = structlog.get_logger(__name__)
@@ -101,6 +103,7 @@ class Service:
         self.acknowledger = Acknowledger(settings, self.templates, self.ticket_tag) if settings.smtp else None
         self.escalator = Escalator(settings, self.templates, self.policy) if settings.smtp else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
+        self._smtp_tls: ssl.SSLContext | None = None
 
     def _own_domains(self) -> set[str]:
         domains = {address.rsplit("@", 1)[-1] for address in self.settings.own_addresses}
@@ -113,7 +116,9 @@ class Service:
         smtp = self.settings.smtp
         endpoint = SmtpEndpoint(host=smtp.host, port=smtp.port, security=smtp.security, username=smtp.username,
                                 timeout_s=smtp.timeout.total_seconds(), ca_file=smtp.ca_file)
-        return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None)
+        if self._smtp_tls is None and smtp.security != "none":
+            self._smtp_tls = tls_context(smtp.ca_file)  # one CA store load, not one per connection
+        return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None, self._smtp_tls)
 
     def prepare(self, exclusive: bool = False) -> None:
         """Create or check the schema and align stored escalation times with the config.
