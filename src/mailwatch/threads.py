@@ -53,17 +53,17 @@ def _thread_by_reference(session: Session, msg: ParsedMessage, recent: dict[str,
         if message_id in recent:
             return recent[message_id]
     ids = ids[:REFERENCES_LOOKED_UP]
-    thread_id = session.scalar(
-        select(Message.thread_id)
-        .where(Message.message_id.in_(ids), Message.thread_id.is_not(None))
+    thread = session.scalars(
+        select(Thread).join(Message, Message.thread_id == Thread.id)
+        .where(Message.message_id.in_(ids))
         .order_by(Message.received_at.desc())
         .limit(1)
-    )
-    if thread_id is None:  # a reply to our acknowledgment or escalation
-        thread_id = session.scalar(
-            select(OutboxMail.thread_id).where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None)).limit(1)
-        )
-    return session.get(Thread, thread_id) if thread_id is not None else None
+    ).first()
+    if thread is None:  # a reply to our acknowledgment or escalation
+        thread = session.scalars(
+            select(Thread).join(OutboxMail, OutboxMail.thread_id == Thread.id).where(OutboxMail.message_id.in_(ids)).limit(1)
+        ).first()
+    return thread
 
 
 def _thread_by_tag(session: Session, subject: str, tag: re.Pattern[str]) -> Thread | None:

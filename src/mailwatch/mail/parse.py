@@ -136,7 +136,7 @@ def parse_message(header: bytes, body_prefix: bytes = b"") -> ParsedMessage:
 
 def neutralise(text: str) -> str:
     """One clean line: controls and line breaks become spaces, whitespace runs collapse."""
-    return _WHITESPACE.sub(" ", _CONTROL.sub(" ", text.replace("\ufeff", ""))).strip()
+    return " ".join(_CONTROL.sub(" ", text.replace("\ufeff", "")).split())
 
 
 def decode_header_value(raw: str, notes: list[str] | None = None) -> str:
@@ -466,7 +466,7 @@ def _customer_words(text: str) -> str:
     # One pass over the text, not one per line: line breaks survive for the quote detection.
     text = _CONTROL_BUT_LINE_BREAKS.sub(" ", text[:SNIPPET_SOURCE_CHARS].replace("\ufeff", ""))
     lines = _LINE_BREAK.split(text)
-    words = _WHITESPACE.sub(" ", " ".join(_without_quotes(lines))).strip()
+    words = " ".join(" ".join(_without_quotes(lines))[: 4 * MAX_SNIPPET_CHARS].split())
     return words[:MAX_SNIPPET_CHARS].rstrip()
 
 
