@@ -1,0 +1,154 @@
+"""Scenario `latency`: APPEND-to-acknowledgment time under `mailwatch run`.
+
+A customer message is APPENDed (over a connection opened beforehand) and the clock
+stops when the acknowledgment that answers it (its Message-ID in In-Reply-To or
+References) reaches the SMTP sink; then the next one, 100 in all. The daemon's
+`poll_interval` is what an operator sets (60 s by default; `--poll-interval` or
+MAILWATCH_BENCH_POLL_INTERVAL changes it) and `idle` is left at its default, so the
+figure shows whatever the daemon does: IDLE once it has it, polling until then.
+Polling makes each sample last up to a poll interval, so each side stops after a time
+budget and reports how many samples it got. Floor: `bench.floors idle`, a bare IDLE
+client that fetches each new message and answers it over one open SMTP connection.
+Targets: median < 0.5 s, p99 < 1.5 s.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from types import TracebackType
+
+from imapclient import IMAPClient
+
+from bench.corpus import CorpusSpec, Generator, now_utc
+from bench.harness import Bench, log_events, percentile, read_json_line, sqlite_value, wait_until
+from bench.report import Result, Target
+from mailwatch.config import parse_duration
+from mailwatch.devservers import SmtpSink
+
+NAME = "latency"
+SAMPLES = 100
+QUICK_SAMPLES = 20
+BUDGET_S = 120.0  # per side: ample for 100 samples with IDLE; two when polling every 60 s
+QUICK_BUDGET_S = 45.0
+SAMPLE_GRACE_S = 20.0  # a sample may take a poll interval plus this before it counts as lost
+READY_TIMEOUT_S = 60.0
+SETTLE_S = 1.0  # after the first sync, so that start-up work is not measured
+REPLY_POLL_S = 0.005  # how often the sink is checked for the answer
+MEDIAN_TARGET = Target(0.5, inclusive=False)
+P99_TARGET = Target(1.5, inclusive=False)
+SYNCED = "SELECT count(*) FROM folder_state WHERE last_sync_at IS NOT NULL"
+
+
+@dataclass
+class Samples:
+    """APPEND-to-answer times in seconds; `lost` when one never got its answer in time."""
+
+    seconds: list[float] = field(default_factory=list)
+    lost: bool = False
+    budget_exhausted: bool = False
+
+    def figures(self) -> tuple[float | None, float | None]:
+        """Median and p99 (a lost sample counts with the time it was waited for)."""
+        if not self.seconds:
+            return None, None
+        return percentile(self.seconds, 0.5), percentile(self.seconds, 0.99)
+
+
+class Appender:
+    """APPENDs one generated customer message at a time over one open IMAP connection."""
+
+    def __init__(self, bench: Bench, user: str, prefix: str) -> None:
+        spec = CorpusSpec(count=0, seed=3, end=now_utc(), span=timedelta(0), distinct_senders=True, prefix=prefix)
+        self.generator = Generator(spec)
+        self.client = IMAPClient(bench.dovecot.host, port=bench.dovecot.port, ssl=False, timeout=30)
+        self.client.login(user, bench.dovecot.password)
+        self.count = 0
+
+    def __enter__(self) -> "Appender":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.client.logout()
+
+    def append(self) -> str:
+        """APPEND the next message (INTERNALDATE: now); its Message-ID."""
+        mail = self.generator.mail(self.count, now_utc())
+        self.client.append("INBOX", mail.raw)
+        self.count += 1
+        return mail.message_id
+
+
+def answered(sink: SmtpSink, since: int, message_id: str) -> bool:
+    """Whether a mail that arrived after index `since` answers `message_id`."""
+    needle = message_id.encode()
+    return any(needle in mail.content.split(b"\r\n\r\n", 1)[0] for mail in sink.received[since:])
+
+
+def measure(appender: Appender, sink: SmtpSink, count: int, budget_s: float, timeout_s: float) -> Samples:
+    """Up to `count` samples, one at a time, within `budget_s`."""
+    samples = Samples()
+    deadline = time.monotonic() + budget_s
+    while len(samples.seconds) < count:
+        if time.monotonic() >= deadline:
+            samples.budget_exhausted = True
+            break
+        since = len(sink.received)
+        started = time.perf_counter()
+        message_id = appender.append()
+        got = wait_until(partial(answered, sink, since, message_id), timeout_s, REPLY_POLL_S)
+        samples.seconds.append(time.perf_counter() - started)
+        if not got:
+            samples.lost = True
+            break
+    return samples
+
+
+def run_mailwatch(bench: Bench, count: int, budget_s: float) -> tuple[Samples, list[str]]:
+    """Samples under `mailwatch run`; and how it said it watches the folder (its log's `mode` values)."""
+    user = bench.fresh_user("latency")
+    config = bench.write_config("latency", user=user, database=bench.sqlite_url("latency"), ack=True,
+                                max_per_hour=10 * count, poll_interval=bench.options.poll_interval)
+    timeout_s = parse_duration(bench.options.poll_interval).total_seconds() + SAMPLE_GRACE_S
+    with Appender(bench, user, "lat") as appender, bench.mailwatch("latency-run", config, "run") as process:
+        database = bench.root / "db" / "latency.db"
+        if not wait_until(lambda: sqlite_value(database, SYNCED) > 0 or process.poll() is not None, READY_TIMEOUT_S):
+            raise RuntimeError("mailwatch run did not finish its first sync")
+        if process.poll() is not None:
+            raise RuntimeError(f"mailwatch run exited with {process.returncode}")
+        time.sleep(SETTLE_S)
+        samples = measure(appender, bench.sink, count, budget_s, timeout_s)
+    events = log_events(bench.log_path("latency-run"))
+    modes = {str(event["mode"]) for event in events if "mode" in event}
+    modes |= {event["event"] for event in events if "idle" in str(event.get("event", "")).lower()}
+    return samples, sorted(modes)
+
+
+def run_floor(bench: Bench, count: int, budget_s: float) -> Samples:
+    """Samples under the bare IDLE-and-answer floor."""
+    user = bench.fresh_user("latency-floor")
+    args = ("idle", "--imap-port", str(bench.dovecot.port), "--smtp-port", str(bench.sink.port), "--user", user)
+    with Appender(bench, user, "latf") as appender, bench.floor("latency-floor", *args) as process:
+        read_json_line(process, READY_TIMEOUT_S)
+        time.sleep(SETTLE_S)
+        return measure(appender, bench.sink, count, budget_s, SAMPLE_GRACE_S)
+
+
+def run(bench: Bench) -> list[Result]:
+    """Median and p99 APPEND-to-ack, mailwatch against the floor."""
+    quick = bench.options.quick
+    count, budget_s = (QUICK_SAMPLES, QUICK_BUDGET_S) if quick else (SAMPLES, BUDGET_S)
+    mailwatch, watch_modes = run_mailwatch(bench, count, budget_s)
+    floor = run_floor(bench, count, budget_s)
+    (median, p99), (floor_median, floor_p99) = mailwatch.figures(), floor.figures()
+    details = {
+        "samples": len(mailwatch.seconds), "requested": count, "floor_samples": len(floor.seconds),
+        "budget_s": budget_s, "budget_exhausted": mailwatch.budget_exhausted, "lost_sample": mailwatch.lost,
+        "poll_interval": bench.options.poll_interval, "watch_modes_logged": watch_modes,
+        "max_s": max(mailwatch.seconds, default=None),
+    }
+    label = f" (n={len(mailwatch.seconds)}/{count})" if len(mailwatch.seconds) < count else ""
+    return [
+        Result(NAME, f"APPEND→ack median{label}", "s", median, floor_median, MEDIAN_TARGET, details),
+        Result(NAME, f"APPEND→ack p99{label}", "s", p99, floor_p99, P99_TARGET),
+    ]
