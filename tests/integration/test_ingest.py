@@ -2,20 +2,16 @@
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from mailwatch.config import load_settings
-from mailwatch.db.engine import Database
 from mailwatch.db.models import FolderState, Message, Thread
 from mailwatch.imap import FetchedMessage
 from mailwatch.service import Service

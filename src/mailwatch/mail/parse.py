@@ -444,9 +444,9 @@ def _decode_body(data: bytes, charset: str | None, notes: list[str]) -> str:
     codec = _codec(charset, notes) if charset else None
     if charset and codec is None:
         return data.decode("utf-8", "replace")  # utf8mb4 and friends are UTF-8 in practice
-    for name, errors in _body_attempts(codec):
+    for name, on_error in _body_attempts(codec):
         try:
-            return data.decode(name, errors)
+            return data.decode(name, on_error)
         except (LookupError, UnicodeError, ValueError, TypeError):
             continue
     return data.decode("latin-1")
