@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from mailwatch import __version__, daemon
-from mailwatch.config import Settings, default_config_path, load_settings
+from mailwatch.config import Settings, default_config_path, format_duration, load_settings
 from mailwatch.db.engine import Database, lock_sqlite
 from mailwatch.db.models import Thread
 from mailwatch.db.queries import list_threads
@@ -179,7 +179,7 @@ def report_text(report: Report, settings: Settings) -> str:
         f"First response:        median {seconds(report.first_response_median_s)}, "
         f"90% within {seconds(report.first_response_p90_s)}",
         f"Within the promise:    {report.answered_within_sla} of {report.answered} ({share}) "
-        f"within {rounded(settings.sla.first_response)}",
+        f"within {format_duration(settings.sla.first_response)}",
         f"Open now:              {report.open_now}, overdue {report.overdue_now}",
         f"Acknowledgments sent:  {report.acks_sent}; not sent: " + (_counts(report.acks_suppressed) or "none"),
         "Escalations:           " + (_counts(report.escalations) or "none"),
