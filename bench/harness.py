@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from bench import profiles
 from bench.corpus import CorpusSpec, generate, load
-from mailwatch.devservers import Dovecot, SmtpSink
+from mailwatch.devservers import Dovecot, SmtpSink, local_config
 from mailwatch.logs import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,44 +40,10 @@ DEFAULT_POLL_INTERVAL = "60s"  # what an operator sets; IDLE, once in, makes it 
 WAIT_STEP_S = 0.02  # how often conditions are polled while waiting
 RSS_SAMPLE_S = 0.05  # how often /proc/PID/status is read while a process runs
 
-CONFIG_TEMPLATE = """\
-[service]
-name = "Acme Support"
-phone = "+1 800 555 0100"
-timezone = "Europe/Berlin"
-database = "{database}"
-staff = ["@acme.example"]
-
-[[mailbox]]
-name = "support"
-address = "support@acme.example"
-folder = "{folder}"
-poll_interval = "{poll_interval}"
-
-  [mailbox.imap]
-  host = "127.0.0.1"
-  port = {imap_port}
-  security = "none"
-  username = "{user}"
-  password_file = "{password_file}"
-
-[acknowledgment]
-enabled = {ack}
-max_age = "{max_age}"
-max_per_hour = {max_per_hour}
-
+LOGGING_SECTION = """
 [logging]
 format = "json"
 level = "info"
-"""
-SMTP_SECTION = """
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-from = "Acme Support <support@acme.example>"
-retry_initial = "1s"
-retry_max = "5s"
 """
 ESCALATION_SECTION = """
 [sla]
@@ -305,15 +271,14 @@ class Bench:
                      poll_interval: str = DEFAULT_POLL_INTERVAL, folder: str = "INBOX",
                      imap_port: int | None = None) -> Path:
         """A mailwatch.toml for this run's servers (`imap_port` for configs that never connect)."""
-        body = CONFIG_TEMPLATE.format(
-            database=database, folder=folder, poll_interval=poll_interval, imap_port=imap_port or self.dovecot.port,
-            user=user, password_file=self.password_file, ack=str(ack).lower(), max_age=max_age,
-            max_per_hour=max_per_hour,
+        body = local_config(
+            database=database, imap_port=imap_port or self.dovecot.port, imap_user=user,
+            password_file=self.password_file, folder=folder, ack=ack,
+            smtp_port=self.sink.port if smtp or ack or escalations else None, retry=("1s", "5s"),
+            mailbox_lines=f'poll_interval = "{poll_interval}"',
+            ack_lines=f'max_age = "{max_age}"\nmax_per_hour = {max_per_hour}',
+            extra=LOGGING_SECTION + (ESCALATION_SECTION if escalations else ""),
         )
-        if smtp or ack or escalations:
-            body += SMTP_SECTION.format(port=self.sink.port)
-        if escalations:
-            body += ESCALATION_SECTION
         path = self.root / f"{name}.toml"
         path.write_text(body)
         return path

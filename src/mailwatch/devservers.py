@@ -293,3 +293,52 @@ class SmtpSink:
     def to(self, address: str) -> list[ReceivedMail]:
         """Everything received for one recipient."""
         return [mail for mail in self.received if address.lower() in (r.lower() for r in mail.recipients)]
+
+
+LOCAL_CONFIG = """\
+[service]
+name = "Acme Support"
+phone = "+1 800 555 0100"
+timezone = "Europe/Berlin"
+database = "{database}"
+staff = ["@acme.example"]
+
+[[mailbox]]
+name = "support"
+address = "support@acme.example"
+folder = "{folder}"
+{mailbox_lines}
+  [mailbox.imap]
+  host = "127.0.0.1"
+  port = {imap_port}
+  security = "none"
+  username = "{imap_user}"
+  password_file = "{password_file}"
+
+[acknowledgment]
+enabled = {ack}
+{ack_lines}
+"""
+LOCAL_SMTP = """
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+from = "Acme Support <support@acme.example>"
+retry_initial = "{retry_initial}"
+retry_max = "{retry_max}"
+"""
+
+
+def local_config(
+    *, database: str, imap_port: int, imap_user: str, password_file: Path, smtp_port: int | None = None,
+    folder: str = "INBOX", ack: bool = False, mailbox_lines: str = "", ack_lines: str = "",
+    retry: tuple[str, str] = ("0.2s", "1s"), extra: str = "",
+) -> str:
+    """A mailwatch.toml for Acme's support mailbox on a local Dovecot and SMTP sink (tests, bench)."""
+    body = LOCAL_CONFIG.format(database=database, folder=folder, mailbox_lines=mailbox_lines, imap_port=imap_port,
+                               imap_user=imap_user, password_file=password_file, ack=str(ack).lower(),
+                               ack_lines=ack_lines)
+    if smtp_port is not None:
+        body += LOCAL_SMTP.format(port=smtp_port, retry_initial=retry[0], retry_max=retry[1])
+    return body + extra

@@ -8,44 +8,7 @@ import pytest
 
 from mailwatch.config import Settings, load_settings
 from mailwatch.db.engine import Database
-from mailwatch.devservers import Dovecot, SmtpSink
-
-CONFIG_TEMPLATE = """\
-[service]
-name = "Acme Support"
-phone = "+1 800 555 0100"
-timezone = "Europe/Berlin"
-database = "{database}"
-staff = ["@acme.example"]
-
-[[mailbox]]
-name = "support"
-address = "support@acme.example"
-folder = "{folder}"
-{mailbox_extra}
-  [mailbox.imap]
-  host = "127.0.0.1"
-  port = {port}
-  security = "none"
-  username = "{user}"
-  password_file = "{password_file}"
-
-[acknowledgment]
-enabled = {ack}
-{ack_extra}
-{smtp_section}
-"""
-
-SMTP_SECTION = """
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-from = "Acme Support <support@acme.example>"
-retry_initial = "0.2s"
-retry_max = "1s"
-"""
-
+from mailwatch.devservers import Dovecot, SmtpSink, local_config
 
 @pytest.fixture
 def config_file(dovecot: Dovecot, imap_user: str, database_url: str, tmp_path: Path) -> Callable[..., Path]:
@@ -55,10 +18,10 @@ def config_file(dovecot: Dovecot, imap_user: str, database_url: str, tmp_path: P
               smtp: SmtpSink | None = None, ack_extra: str = "", imap_port: int | None = None) -> Path:
         password_file = tmp_path / "imap-password"
         password_file.write_text(dovecot.password + "\n")
-        body = CONFIG_TEMPLATE.format(
-            database=database_url, folder=folder, port=imap_port or dovecot.port, user=imap_user,
-            password_file=password_file, ack=str(ack).lower(), mailbox_extra=mailbox_extra,
-            ack_extra=textwrap.dedent(ack_extra), smtp_section=SMTP_SECTION.format(port=smtp.port) if smtp else "",
+        body = local_config(
+            database=database_url, imap_port=imap_port or dovecot.port, imap_user=imap_user,
+            password_file=password_file, smtp_port=smtp.port if smtp else None, folder=folder, ack=ack,
+            mailbox_lines=mailbox_extra, ack_lines=textwrap.dedent(ack_extra),
         )
         path = tmp_path / "mailwatch.toml"
         path.write_text(body + textwrap.dedent(extra))
