@@ -314,3 +314,20 @@ def test_a_reply_seen_in_inbox_and_sent_folder_counts_once(dovecot, imap_user, s
     cycle_at(service, clock, timedelta(hours=2))
     thread = thread_of(service)
     assert (thread.message_count, thread.status, thread.answered_via) == (2, "answered", "own-address")
+
+
+def test_changed_escalation_steps_move_open_threads_schedule(dovecot, imap_user, config_file, smtp_sink, db_for):
+    # After a config change (restart or SIGHUP) open threads follow the new steps, not the old.
+    clock = Clock(T0)
+    old = load_settings(config_file(extra=SLA, smtp=smtp_sink))
+    service = Service(old, db_for(old), clock=clock)
+    service.prepare()
+    dovecot.append(imap_user, customer_mail(1), msg_time=T0)
+    cycle_at(service, clock, timedelta(minutes=1))
+    assert thread_of(service).next_escalation_at == T0 + timedelta(hours=20)
+    new = load_settings(config_file(extra=SLA.replace('after = "20h"', 'after = "2h"'), smtp=smtp_sink))
+    restarted = Service(new, service.db, clock=clock)
+    restarted.prepare()
+    assert thread_of(restarted).next_escalation_at == T0 + timedelta(hours=2)
+    cycle_at(restarted, clock, timedelta(hours=2, minutes=1))
+    assert [m.recipients for m in smtp_sink.received] == [("lead@acme.example",)]
