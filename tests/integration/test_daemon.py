@@ -294,22 +294,3 @@ def test_second_daemon_on_one_sqlite_database_refuses_to_start(config_file, daem
     assert "already using" in second.stderr
     assert first.stop()[0] == 0
 
-
-@SQLITE_ONLY
-def test_two_quick_sighups_reload_twice_and_leave_one_watcher(dovecot, imap_user, config_file, smtp_sink, daemon):
-    # Reloads are serialised: two in a row end with one watcher, mail acked once, a clean stop.
-    running = daemon(config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST))
-    running.wait_for_event("daemon_ready")
-    running.signal(signal.SIGHUP)
-    time.sleep(0.2)  # the kernel merges a signal still pending; this one lands mid-reload
-    running.signal(signal.SIGHUP)
-    assert wait_until(lambda: len(running.events("reloaded")) == 2, timeout_s=20)
-    dovecot.append(imap_user, customer_mail(1))
-    assert wait_until(lambda: len(smtp_sink.received) == 1)
-    time.sleep(1)
-    assert len(smtp_sink.received) == 1
-    watching = running.events("mailbox_watching")
-    assert len(watching) == 3  # the first start and one per reload, never two at once
-    code, took_s = running.stop()
-    assert code == 0 and took_s < 10
-    assert "watcher_still_busy" not in running.log_path.read_text()
