@@ -79,8 +79,11 @@ class Escalator:
         for thread in threads:
             report.escalated.extend(self._advance(session, thread, now))
         session.flush()  # a step another instance recorded first fails here: roll back, no mail
+        # Each thread's facts once, however many recipients' digests list it.
+        quotes = latest_customer_words(session, {item.thread.id for item in report.escalated})
+        contexts = {id(item): self.item_context(item, quotes.get(item.thread.id, ""), now) for item in report.escalated}
         for recipient, items in self._by_recipient(report.escalated).items():
-            self._queue_digest(session, recipient, items, now)
+            self._queue_digest(session, recipient, items, contexts, now)
             report.emails += 1
         return report
 
@@ -102,10 +105,11 @@ class Escalator:
                 grouped[recipient.lower()].append(item)
         return grouped
 
-    def _queue_digest(self, session: Session, recipient: str, items: list[DueItem], now: datetime) -> None:
+    def _queue_digest(self, session: Session, recipient: str, items: list[DueItem], contexts: dict[int, dict],
+                      now: datetime) -> None:
         smtp = self.settings.smtp
         items = sorted(items, key=lambda item: (item.thread.deadline_at or now, item.thread.id))
-        context = self.context([self.item_context(session, item, now) for item in items], now)
+        context = self.context([contexts[id(item)] for item in items], now)
         first = items[0].thread.id
         message = build_email(
             self.templates.render_mail("escalation", context), sender=smtp.from_, to=recipient,
@@ -118,13 +122,9 @@ class Escalator:
                 thread_id=first if len(items) == 1 else None)
         log.info("escalation_queued", recipient=recipient, threads=[item.thread.id for item in items])
 
-    def item_context(self, session: Session, item: DueItem, now: datetime) -> dict:
+    def item_context(self, item: DueItem, quote: str, now: datetime) -> dict:
         """What the templates show about one escalated thread."""
         thread, settings = item.thread, self.settings
-        latest = session.scalars(
-            select(Message).where(Message.thread_id == thread.id, Message.category == Category.CUSTOMER.value)
-            .order_by(Message.received_at.desc(), Message.id.desc()).limit(1)
-        ).first()
         left = (thread.deadline_at - now) if thread.deadline_at else timedelta(0)
         return {
             "ticket": f"{settings.service.ticket_prefix}{thread.id}",
@@ -139,7 +139,7 @@ class Escalator:
             "step": item.step,
             "steps": len(self.policy.steps),
             "messages": thread.message_count,
-            "quote": latest.snippet[:DIGEST_QUOTE_CHARS] if latest else "",
+            "quote": quote[:DIGEST_QUOTE_CHARS],
             "answer_command": f"mailwatch thread answered {thread.id}",
         }
 
@@ -153,6 +153,21 @@ class Escalator:
             "most_urgent": items[0],
             "generated_at": human_time(now, self.settings.service.tz),
         }
+
+
+def latest_customer_words(session: Session, thread_ids: set[int]) -> dict[int, str]:
+    """The snippet of each thread's newest customer message, in one query for all of them."""
+    if not thread_ids:
+        return {}
+    rows = session.execute(
+        select(Message.thread_id, Message.snippet)
+        .where(Message.thread_id.in_(thread_ids), Message.category == Category.CUSTOMER.value)
+        .order_by(Message.thread_id, Message.received_at.desc(), Message.id.desc())
+    )
+    latest: dict[int, str] = {}
+    for thread_id, snippet in rows:
+        latest.setdefault(thread_id, snippet)
+    return latest
 
 
 def sample_escalation_context(escalator: Escalator, now: datetime) -> dict:
