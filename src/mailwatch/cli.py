@@ -82,6 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def schema_ready(settings: Settings) -> Database:
+    """The configured database, created if empty, refused if its schema does not match."""
+    db = Database(settings.service.database)
+    db.ensure_schema()
+    return db
+
+
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -134,8 +141,7 @@ def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings.service.database)
-    db.ensure_schema()
+    db = schema_ready(settings)
     with db.session() as session:
         threads = list_threads(session, open_only=args.open)
     if args.json:
@@ -146,8 +152,7 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings.service.database)
-    db.ensure_schema()
+    db = schema_ready(settings)
     service = Service(settings, db)
     status = service.set_thread_status(args.ticket, args.action)
     print(f"{settings.service.ticket_prefix}{args.ticket}: {status}")
@@ -155,8 +160,7 @@ def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings.service.database)
-    db.ensure_schema()
+    db = schema_ready(settings)
     now = utcnow()
     since = (datetime.combine(args.since, time(), settings.service.tz) if args.since
              else now - timedelta(days=7))
