@@ -1,5 +1,10 @@
-"""Alert and recovery emails about mailwatch itself, queued like any other mail."""
+"""Alert and recovery emails about mailwatch itself, queued like any other mail.
 
+What a notice is lives here, beside how it is emailed; when one is due is decided by
+`mailwatch.daemon.health`, the only place that knows about `service.alert_after`.
+"""
+
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
@@ -7,12 +12,30 @@ import structlog
 from sqlalchemy.orm import Session
 
 from mailwatch.config import Settings
-from mailwatch.health import Incident, Notice
 from mailwatch.outbox import enqueue
 from mailwatch.sla import human_time, rounded
 from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Incident:
+    """One component failing since some time; `alerted` once its alert has gone out."""
+
+    component: str  # "mailbox support", "outbox"
+    since: datetime
+    error: str
+    alerted: bool = False
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An alert or a recovery note to send."""
+
+    kind: str  # alert | recovery
+    incident: Incident
+    at: datetime
 
 
 def notice_context(settings: Settings, notice: Notice) -> dict:

@@ -16,13 +16,12 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from mailwatch.acks import Acknowledger, sample_context
-from mailwatch.alerts import notice_context, queue_notice, sample_notice
+from mailwatch.alerts import Notice, notice_context, queue_notice, sample_notice
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
 from mailwatch.errors import PermanentError, TransientError
 from mailwatch.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
-from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.ingest import FolderContext
 from mailwatch.mail.rules import Identity

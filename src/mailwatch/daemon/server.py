@@ -23,13 +23,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from mailwatch.config import MailboxSettings, Settings, load_settings
 from mailwatch.db.engine import Database, lock_sqlite
 from mailwatch.errors import AuthenticationError, ConfigError
-from mailwatch.health import Health, Notice
+from mailwatch.alerts import Notice
+from mailwatch.daemon.health import Health
 from mailwatch.logs import configure_logging
-from mailwatch.metrics import Metrics, MetricsServer
-from mailwatch.notify import Notifier
+from mailwatch.daemon.metrics import Metrics, MetricsServer
+from mailwatch.daemon.notify import Notifier
+from mailwatch.daemon.watchers import MailboxWatcher, WatcherHooks
 from mailwatch.service import Service, imap_session, open_imap, utcnow
 from mailwatch.sync import FolderReport
-from mailwatch.watcher import MailboxWatcher, WatcherHooks
 
 log = structlog.get_logger(__name__)
 

@@ -7,25 +7,9 @@ mailbox watchers report from their own threads.
 """
 
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-
-@dataclass
-class Incident:
-    component: str  # "mailbox support", "outbox"
-    since: datetime
-    error: str
-    alerted: bool = False
-
-
-@dataclass(frozen=True)
-class Notice:
-    """An alert or a recovery note to send."""
-
-    kind: str  # alert | recovery
-    incident: Incident
-    at: datetime
+from mailwatch.alerts import Incident, Notice
 
 
 class Health:
