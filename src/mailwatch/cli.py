@@ -124,7 +124,7 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    daemon.run(args.config, settings)
+    daemon.run(args.config, settings, clock=utcnow)
     return EXIT_OK
 
 

@@ -178,13 +178,13 @@ class Service:
         sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
         return [self.folders.run(connection, sent, False, stop)]
 
-    def sweep(self) -> SweepReport:
-        """Queue escalations for every thread whose next step is due."""
+    def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Queue escalations for every thread whose next step is due at `now` (default: the clock's)."""
         if self.escalator is None or not self.policy.steps:
             return SweepReport()
         try:
             with self.db.session() as session:
-                return self.escalator.sweep(session, self.clock())
+                return self.escalator.sweep(session, now or self.clock())
         except IntegrityError:
             # Another instance escalated the same step first; its mail is the one that goes.
             log.info("sweep_conflict_skipped")

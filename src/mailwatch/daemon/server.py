@@ -1,18 +1,19 @@
-"""`mailwatch run`: the long-running asyncio process.
+"""`mailwatch run`: the long-running asyncio process and its lifecycle.
 
-Lifecycle after uvicorn's Server: `startup`, wait for a signal, `shutdown`, each
-readable on its own. Each mailbox has a watcher thread (IDLE or polling); APScheduler
-runs the periodic jobs (escalation sweep, Sent-folder sync, outbox retries,
-housekeeping) with coalescing and one instance at a time; the outbox is drained as
-soon as something is queued. SIGHUP reloads config and templates, keeping the old
-ones if the new ones are broken.
+After uvicorn's Server: `serve` is `startup`, wait for a signal, `shutdown`, each
+readable on its own; signal handlers only record intent. The daemon owns the parts
+that live as long as the process (database, health, counters, metrics, scheduler,
+watchers) and the two that a SIGHUP replaces (settings, service). Watchers report
+from their threads here; the jobs and the reload live in their own modules.
+
+Nothing here reads the wall clock: the daemon is given a `clock` and every decision
+by the time takes `now` from it.
 """
 
 import asyncio
 import signal
 import threading
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,16 +21,18 @@ from pathlib import Path
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailwatch.config import MailboxSettings, Settings, load_settings
-from mailwatch.db.engine import Database, lock_sqlite
-from mailwatch.errors import AuthenticationError, ConfigError
 from mailwatch.alerts import Notice
-from mailwatch.daemon.health import Health
-from mailwatch.logs import configure_logging
+from mailwatch.config import MailboxSettings, Settings
+from mailwatch.daemon.health import Health, mailbox_component
+from mailwatch.daemon.jobs import Jobs
 from mailwatch.daemon.metrics import Metrics, MetricsServer
 from mailwatch.daemon.notify import Notifier
-from mailwatch.daemon.watchers import MailboxWatcher, WatcherHooks
-from mailwatch.service import Service, imap_session, open_imap, utcnow
+from mailwatch.daemon.reload import Reloader
+from mailwatch.daemon.stats import Stats
+from mailwatch.daemon.watchers import WatcherHooks, Watchers
+from mailwatch.db.engine import Database, lock_sqlite
+from mailwatch.errors import AuthenticationError
+from mailwatch.service import Service, open_imap
 from mailwatch.sync import FolderReport
 
 log = structlog.get_logger(__name__)
@@ -39,33 +42,34 @@ HANDLED_SIGNALS = (
     signal.SIGTERM,  # systemctl stop, kill <pid>
 )
 SHUTDOWN_TIMEOUT_S = 8.0  # below the unit's TimeoutStopSec and the 10 s promise
-OUTBOX_RETRY_TICK_S = 5.0  # how often deferred mail is looked at between wake-ups
-HOUSEKEEPING_S = 5.0  # STATUS line, alerts for silent incidents
-UNHEALTHY_AFTER_POLLS = 3  # /healthz fails when a mailbox has not synced for this many intervals
 
 
 class Daemon:
     """Runs the service until told to stop."""
 
-    def __init__(self, config_path: Path, settings: Settings, notifier: Notifier | None = None) -> None:
+    watcher_stop_budget_s = SHUTDOWN_TIMEOUT_S / 2  # a reload waits this long for the old watchers
+
+    def __init__(self, config_path: Path, settings: Settings, clock: Callable[[], datetime],
+                 notifier: Notifier | None = None) -> None:
         self.config_path = config_path
         self.settings = settings
+        self.clock = clock
         self.notifier = notifier or Notifier()
-        self.health = Health(settings.service.alert_after)
-        self.stats: Counter[str] = Counter()
+        self.health = Health.for_settings(settings)
+        self.stats = Stats()
         self.stop_reason = "stopped"
-        self.watchers: dict[str, MailboxWatcher] = {}
-        self._first_attempts: set[str] = set()
-        self.threads_stop = threading.Event()  # tells blocking work in worker threads to wind down
-
-    async def serve(self) -> None:
-        """Start, run until SIGTERM/SIGINT, shut down."""
-        self.loop = asyncio.get_running_loop()
+        self.watchers = Watchers()
+        self.jobs = Jobs(self)
+        self.reloader = Reloader(self)
         self.stopping = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
         self.ready = asyncio.Event()
-        self.reloading = asyncio.Lock()
-        self.reload_tasks: set[asyncio.Task] = set()
+        self.threads_stop = threading.Event()  # tells blocking work in worker threads to wind down
+        self._first_attempts: set[str] = set()
+        self._attempts_lock = threading.Lock()
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM/SIGINT, shut down."""
         with self.capture_signals():
             await self.startup()
             await self.stopping.wait()
@@ -73,45 +77,40 @@ class Daemon:
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
         for sig in HANDLED_SIGNALS:
-            self.loop.add_signal_handler(sig, self.handle_exit, sig)
-        self.loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+            loop.add_signal_handler(sig, self.handle_exit, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.request)
         try:
             yield
         finally:
             for sig in (*HANDLED_SIGNALS, signal.SIGHUP):
-                self.loop.remove_signal_handler(sig)
+                loop.remove_signal_handler(sig)
 
     def handle_exit(self, sig: signal.Signals) -> None:
         """Signal handlers only record intent; shutdown does the work."""
         self.stop_reason = f"shutdown on {sig.name}"
         self.stopping.set()
 
-    def handle_reload(self) -> None:
-        if self.stopping.is_set():
-            return
-        task = self.loop.create_task(self.reload(), name="reload")
-        self.reload_tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self.reload_tasks.discard)
-
     # -- startup ---------------------------------------------------------------------
 
     async def startup(self) -> None:
         """Lock, open the database, start watchers, jobs, sender and metrics."""
+        self.loop = asyncio.get_running_loop()
         watchdog = asyncio.create_task(self._feed_watchdog(), name="watchdog")  # first: migrations can be slow
         self.lock = lock_sqlite(self.settings.service.database)
         self.db = Database(self.settings.service.database)
-        self.service = Service(self.settings, self.db)
+        self.service = Service(self.settings, self.db, self.clock)
         await asyncio.to_thread(self.service.prepare, self.lock is not None)
-        self.metrics = Metrics(self.db, utcnow)
+        self.metrics = Metrics(self.db, self.clock)
         self.metrics_server = self._start_metrics_server()
         self.scheduler = AsyncIOScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
-        self._schedule_jobs()
+        self.jobs.schedule(self.scheduler, self.clock())
         self.scheduler.start()
-        self._start_watchers()
+        self.watchers.start(self.settings, self._watcher_hooks())
         self.background = [
-            asyncio.create_task(self._send_when_woken(), name="outbox-sender"),
+            asyncio.create_task(self.jobs.send_when_woken(), name="outbox-sender"),
             asyncio.create_task(self._signal_ready(), name="ready"),
             watchdog,
         ]
@@ -126,119 +125,79 @@ class Daemon:
         server.start()
         return server
 
-    def _schedule_jobs(self) -> None:
-        now = datetime.now(UTC)
-        self.scheduler.add_job(self.sweep, "interval", id="sweep", next_run_time=now,
-                               seconds=self.settings.sla.sweep_interval.total_seconds())
-        for mailbox in self.settings.mailboxes:
-            if mailbox.sent_folder:
-                self.scheduler.add_job(self.sync_sent, "interval", args=[mailbox], id=f"sent:{mailbox.name}",
-                                       seconds=mailbox.poll_interval.total_seconds(), next_run_time=now)
-        self.scheduler.add_job(self.outbox_wakeup.set, "interval", id="outbox-retries", seconds=OUTBOX_RETRY_TICK_S)
-        self.scheduler.add_job(self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S)
+    def _watcher_hooks(self) -> WatcherHooks:
+        return WatcherHooks(connect=open_imap, sync=self._sync_inbox,
+                            synced=lambda mailbox, report: self.mailbox_synced(mailbox, report, self.clock()),
+                            failed=lambda mailbox, exc, _attempt: self.mailbox_failed(mailbox, exc, self.clock()))
 
-    def _start_watchers(self) -> None:
-        hooks = WatcherHooks(connect=open_imap, sync=self._sync_inbox, synced=self._synced, failed=self._failed)
-        for mailbox in self.settings.mailboxes:
-            watcher = MailboxWatcher(mailbox, hooks)
-            self.watchers[mailbox.name] = watcher
-            watcher.start()
+    def use(self, settings: Settings, service: Service) -> None:
+        """Run on new settings from now on (a reload)."""
+        self.settings, self.service = settings, service
+        self.health.apply(settings)
+
+    def restart_work(self) -> None:
+        """After `use`: the jobs on the new intervals, watchers on the new mailboxes."""
+        self.scheduler.remove_all_jobs()
+        self.jobs.schedule(self.scheduler, self.clock())
+        self.watchers.start(self.settings, self._watcher_hooks())
+        self.outbox_wakeup.set()
 
     # -- what watcher threads report (called from their threads) ---------------------
 
     def _sync_inbox(self, connection, mailbox: MailboxSettings, stop: threading.Event) -> FolderReport:
         return self.service.sync_inbox(connection, mailbox, stop)
 
-    def _synced(self, mailbox: MailboxSettings, report: FolderReport) -> None:
-        now = utcnow()
+    def mailbox_synced(self, mailbox: MailboxSettings, report: FolderReport, now: datetime) -> Notice | None:
+        """A good sync at `now`: counted, and a recovery note if an alert had gone out."""
         self.metrics.observe_folder(report, now)
-        self.stats["logged"] += report.logged
-        component = f"mailbox {mailbox.name}"
-        if component in {incident.component for incident in self.health.failing()}:
+        self.stats.add("logged", report.logged)
+        component = mailbox_component(mailbox.name)
+        if self.health.is_failing(component):
             self.metrics.imap_reconnects.labels(mailbox.name).inc()
-        self._send_notice(self.health.succeeded(component, now))
+        notice = self.send_notice(self.health.succeeded(component, now))
         self._attempted(mailbox.name)
         if report.logged or report.answered_by_flag:
             self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
+        return notice
 
-    def _failed(self, mailbox: MailboxSettings, exc: Exception, attempt: int) -> None:
+    def mailbox_failed(self, mailbox: MailboxSettings, exc: Exception, now: datetime) -> Notice | None:
+        """A failed connect or sync at `now`: counted, and an alert once it has lasted long enough."""
         self.metrics.imap_errors.labels(mailbox.name).inc()
         if isinstance(exc, AuthenticationError):
             log.error("imap_login_refused", mailbox=mailbox.name, error=str(exc),
                       hint="check the password source, then `systemctl reload mailwatch`")
-        self._send_notice(self.health.failed(f"mailbox {mailbox.name}", str(exc), utcnow()))
+        notice = self.send_notice(self.health.failed(mailbox_component(mailbox.name), str(exc), now))
         self._attempted(mailbox.name)
+        return notice
 
     def _attempted(self, name: str) -> None:
-        self._first_attempts.add(name)
-        if self._first_attempts >= {m.name for m in self.settings.mailboxes}:
+        with self._attempts_lock:  # watchers of several mailboxes report at once
+            self._first_attempts.add(name)
+            all_tried = self._first_attempts >= {m.name for m in self.settings.mailboxes}
+        if all_tried:
             self.loop.call_soon_threadsafe(self.ready.set)
 
-    def _send_notice(self, notice: Notice | None) -> None:
+    def send_notice(self, notice: Notice | None) -> Notice | None:
+        """Queue an alert or recovery email and wake the sender; returns the notice."""
         if notice is None:
-            return
+            return None
         try:
             if self.service.queue_notice(notice):
                 self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
         except Exception:  # noqa: BLE001 - the alert is also in the log; never crash for it
             log.exception("alert_queue_failed", component=notice.incident.component)
+        return notice
 
-    # -- periodic jobs ----------------------------------------------------------------
-
-    async def sweep(self) -> None:
-        try:
-            report = await asyncio.to_thread(self.service.sweep)
-        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
-            log.error("sweep_failed", error=str(exc))
-            return
-        self.metrics.observe_escalations([item.step for item in report.escalated])
-        self.stats["escalated"] += len(report.escalated)
-        if report.emails:
-            self.outbox_wakeup.set()
-
-    async def sync_sent(self, mailbox: MailboxSettings) -> None:
-        """The Sent folder, on a connection of its own so IDLE on the inbox goes on."""
-        def once() -> list[FolderReport]:
-            with imap_session(mailbox) as connection:
-                return self.service.sync_sent(connection, mailbox, self.threads_stop)
-
-        try:
-            reports = await asyncio.to_thread(once)
-        except Exception as exc:  # noqa: BLE001 - retried on the next run
-            self.metrics.imap_errors.labels(mailbox.name).inc()
-            log.error("sent_sync_failed", mailbox=mailbox.name, error=str(exc))
-            return
-        for report in reports:
-            self.metrics.observe_folder(report, synced_at=None)  # the inbox watcher owns last_sync
-
-    async def housekeeping(self) -> None:
-        """Alerts for incidents that went quiet, and a STATUS line for systemctl status."""
-        for notice in self.health.due_alerts(utcnow()):
-            await asyncio.to_thread(self._send_notice, notice)
-        self.notifier.status(await asyncio.to_thread(self.status_line))
+    # -- what the daemon tells others ------------------------------------------------
 
     def status_line(self) -> str:
         failing = [incident.component for incident in self.health.failing()]
         text = f"logged {self.stats['logged']}, sent {self.stats['sent']}, escalated {self.stats['escalated']}"
         return text + (f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK")
 
-    # -- background tasks ---------------------------------------------------------------
-
-    async def _send_when_woken(self) -> None:
-        while not self.stopping.is_set():
-            await self.outbox_wakeup.wait()
-            self.outbox_wakeup.clear()
-            try:
-                report = await self.service.drain_outbox(self.stopping)
-            except Exception as exc:  # noqa: BLE001 - what was not sent is still queued
-                log.error("outbox_drain_failed", error=str(exc))
-                continue
-            self.metrics.observe_drain(report)
-            self.stats["sent"] += report.sent
-            if report.deferred and not report.sent:
-                self._send_notice(self.health.failed("outbox", report.last_error or "deferred", utcnow()))
-            elif report.sent:
-                self._send_notice(self.health.succeeded("outbox", utcnow()))
+    def health_problems(self) -> list[str]:
+        """Why /healthz fails right now (empty when healthy)."""
+        return self.health.problems(self.settings.mailboxes, self.clock())
 
     async def _signal_ready(self) -> None:
         await self.ready.wait()
@@ -252,60 +211,6 @@ class Daemon:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    def health_problems(self) -> list[str]:
-        """Why /healthz fails: mailboxes not synced for 3 poll intervals (empty when healthy)."""
-        now, problems = utcnow(), []
-        for mailbox in self.settings.mailboxes:
-            last = self.health.last_ok(f"mailbox {mailbox.name}")
-            if last is None or now - last > UNHEALTHY_AFTER_POLLS * mailbox.poll_interval:
-                problems.append(f"mailbox {mailbox.name} not synced since {last.isoformat() if last else 'start'}")
-        return problems
-
-    # -- reload ---------------------------------------------------------------------------
-
-    async def reload(self) -> None:
-        """SIGHUP: new config and templates, or the old ones if the new ones are broken."""
-        async with self.reloading:  # two quick SIGHUPs reload one after the other
-            if not self.stopping.is_set():
-                await self._reload()
-
-    async def _reload(self) -> None:
-        self.notifier.reloading()
-        try:
-            settings = load_settings(self.config_path)
-            service = Service(settings, self.db)
-            problems = service.check_templates()
-            if problems:
-                raise ConfigError(problems)
-            if settings.service.database != self.settings.service.database:
-                raise ConfigError([f"{self.config_path}: service.database: changing it needs a restart"])
-        except ConfigError as exc:
-            log.error("reload_rejected", problems=exc.problems, hint="the previous configuration keeps running")
-            self.notifier.ready(self.status_line())
-            return
-        await asyncio.to_thread(service.realign)
-        await self._stop_watchers()
-        self.settings, self.service = settings, service
-        self.health.alert_after = settings.service.alert_after
-        configure_logging(settings.logging.format, settings.logging.level)
-        self.scheduler.remove_all_jobs()
-        self._schedule_jobs()
-        self._start_watchers()
-        self.outbox_wakeup.set()
-        self.notifier.ready(self.status_line())
-        log.info("reloaded", config=str(self.config_path))
-
-    async def _stop_watchers(self, budget_s: float = SHUTDOWN_TIMEOUT_S / 2) -> None:
-        """Stop every watcher at once, then wait for all of them within one shared budget."""
-        watchers, self.watchers = list(self.watchers.values()), {}
-        for watcher in watchers:
-            watcher.stop()
-        deadline = self.loop.time() + budget_s
-        for watcher in watchers:
-            if not await asyncio.to_thread(watcher.join, max(0.0, deadline - self.loop.time())):
-                log.warning("watcher_still_busy", mailbox=watcher.mailbox.name,
-                            hint="it stops after its current command; its batch is committed or redone")
-
     # -- shutdown -------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
@@ -313,20 +218,13 @@ class Daemon:
         self.notifier.stopping()
         log.info("daemon_stopping", reason=self.stop_reason)
         deadline = self.loop.time() + SHUTDOWN_TIMEOUT_S
+        self.stopping.set()  # also when shutdown is called without a signal (tests, errors)
         self.scheduler.shutdown(wait=False)
         self.threads_stop.set()
-        for watcher in self.watchers.values():
-            watcher.stop()  # no new batches from here on
+        self.watchers.signal_stop()
         self.outbox_wakeup.set()  # lets the sender see `stopping` after its current round
-        sender, *others = self.background
-        for task in others:
-            task.cancel()
-        try:
-            await asyncio.wait_for(asyncio.shield(sender), SHUTDOWN_TIMEOUT_S / 2)
-        except TimeoutError:
-            sender.cancel()
-            log.warning("shutdown_abandoned_sends", hint="they stay queued and go out after the restart")
-        await self._stop_watchers(max(0.5, deadline - self.loop.time()))
+        await self._finish_sending()
+        await self.watchers.stop(max(0.5, deadline - self.loop.time()))
         if self.metrics_server:
             self.metrics_server.stop()
         self.db.dispose()
@@ -335,7 +233,18 @@ class Daemon:
         log.info("daemon_stopped", reason=self.stop_reason, logged=self.stats["logged"], sent=self.stats["sent"],
                  escalated=self.stats["escalated"], failing=[i.component for i in self.health.failing()])
 
+    async def _finish_sending(self) -> None:
+        """Let the sender finish its round, within half the shutdown budget."""
+        sender, *others = self.background
+        for task in others:
+            task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(sender), SHUTDOWN_TIMEOUT_S / 2)
+        except TimeoutError:
+            sender.cancel()
+            log.warning("shutdown_abandoned_sends", hint="they stay queued and go out after the restart")
 
-def run(config_path: Path, settings: Settings) -> None:
-    """Run the daemon in a fresh event loop until it is stopped."""
-    asyncio.run(Daemon(config_path, settings).serve())
+
+def run(config_path: Path, settings: Settings, clock: Callable[[], datetime]) -> None:
+    """Run the daemon in a fresh event loop until it is stopped; `clock` is the real time."""
+    asyncio.run(Daemon(config_path, settings, clock).serve())
