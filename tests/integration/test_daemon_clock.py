@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 from mailwatch.config import load_settings
 from mailwatch.daemon import Daemon
 from mailwatch.daemon.notify import Notifier
-from mailwatch.db.models import Message
+from mailwatch.db.models import Message, OutboxMail
 from mailwatch.devservers import free_port
 from mailwatch.errors import AuthenticationError
 from mailwatch.sync import FolderReport
@@ -128,6 +128,25 @@ def test_unreadable_mailbox_alerts_once_after_alert_after_and_recovers_once(
 
 
 @SQLITE_ONLY
+def test_reloaded_alert_after_applies_to_an_incident_already_open(config_file, smtp_sink, clock):
+    # SIGHUP with a longer alert_after: the open incident keeps its start and alerts by the new one.
+    path = config_file(smtp=smtp_sink, extra=ALERTS_TO_OPS, imap_port=free_port())  # nobody listens there
+    started = clock()
+
+    async def scenario() -> None:
+        async with running(path, clock) as daemon:
+            await until(lambda: daemon.health.is_failing("mailbox support"))
+            path.write_text(path.read_text().replace('staff = ["@acme.example"]',
+                                                     'staff = ["@acme.example"]\nalert_after = "1h"'))
+            await daemon.reloader.reload()
+            assert await daemon.jobs.housekeeping(started + timedelta(minutes=59)) == []
+            (alert,) = await daemon.jobs.housekeeping(started + timedelta(hours=1))
+            assert alert.incident.since == started
+
+    asyncio.run(scenario())
+
+
+@SQLITE_ONLY
 def test_unsendable_outbox_alerts_after_alert_after_and_recovers_when_mail_goes_out(
         dovecot, imap_user, config_file, smtp_sink, clock):
     # SMTP refusing for alert_after is an outbox incident: its alert waits in the queue with
@@ -142,6 +161,7 @@ def test_unsendable_outbox_alerts_after_alert_after_and_recovers_when_mail_goes_
             assert await daemon.jobs.housekeeping(clock.advance(minutes=14)) == []
             (alert,) = await daemon.jobs.housekeeping(clock.advance(minutes=1))
             assert alert.incident.component == "outbox"
+            await until(lambda: alert_attempts(daemon) == 1)  # tried and deferred while the server is away
             smtp_sink.start()
             clock.advance(minutes=1)  # past every retry delay
             daemon.jobs.wake_outbox()
@@ -153,6 +173,11 @@ def test_unsendable_outbox_alerts_after_alert_after_and_recovers_when_mail_goes_
     alert, recovery = sorted(smtp_sink.to(OPS), key=lambda mail: "RECOVERED" in mail.message["Subject"])
     assert "ALERT" in alert.message["Subject"] and "outbox" in alert.message["Subject"]
     assert "RECOVERED" in recovery.message["Subject"]
+
+
+def alert_attempts(daemon: Daemon) -> int:
+    with daemon.db.session() as session:
+        return session.scalar(select(OutboxMail.attempts).where(OutboxMail.kind == "alert")) or 0
 
 
 @SQLITE_ONLY

@@ -50,7 +50,7 @@ class Jobs:
     @staticmethod
     def _every(scheduler: AsyncIOScheduler, job_id: str, job: Callable, interval: timedelta, first: datetime,
                args: list | None = None) -> None:
-        scheduler.add_job(job, "interval", id=job_id, args=args or [], next_run_time=first,
+        scheduler.add_job(job, "interval", id=job_id, name=job_id, args=args or [], next_run_time=first,
                           seconds=interval.total_seconds())
 
     def _at_now(self, job: Callable[[datetime], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
