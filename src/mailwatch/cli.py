@@ -12,15 +12,17 @@ from pathlib import Path
 import structlog
 
 from mailwatch import __version__, daemon
-from mailwatch.config import Settings, default_config_path, format_duration, load_settings
-from mailwatch.db.engine import Database, lock_sqlite
+from mailwatch.config import Settings, default_config_path, load_settings
+from mailwatch.db.engine import Database
+from mailwatch.db.lock import lock_sqlite
 from mailwatch.db.models import Thread
 from mailwatch.db.queries import list_threads
+from mailwatch.durations import format_duration, rounded
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
-from mailwatch.service import Service, imap_session, utcnow
 from mailwatch.report import Report, build_report
-from mailwatch.sla import human_time, rounded
+from mailwatch.service import Service, imap_session, utcnow
+from mailwatch.sla import human_time
 
 log = structlog.get_logger(__name__)
 

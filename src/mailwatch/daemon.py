@@ -21,14 +21,15 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailwatch.config import MailboxSettings, Settings, load_settings
-from mailwatch.db.engine import Database, lock_sqlite
+from mailwatch.db.engine import Database
+from mailwatch.db.lock import lock_sqlite
 from mailwatch.errors import AuthenticationError, ConfigError
 from mailwatch.health import Health, Notice
 from mailwatch.logs import configure_logging
 from mailwatch.metrics import Metrics, MetricsServer
 from mailwatch.notify import Notifier
+from mailwatch.pipeline.sync import FolderReport
 from mailwatch.service import Service, imap_session, open_imap, utcnow
-from mailwatch.sync import FolderReport
 from mailwatch.watcher import MailboxWatcher, WatcherHooks
 
 log = structlog.get_logger(__name__)

@@ -15,24 +15,24 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from mailwatch.acks import Acknowledger, sample_context
-from mailwatch.alerts import notice_context, queue_notice, sample_notice
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
 from mailwatch.errors import PermanentError, TransientError
-from mailwatch.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
 from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
-from mailwatch.ingest import FolderContext
 from mailwatch.mail.rules import Identity
-from mailwatch.outbox import DrainReport, Outbox, RetryPolicy
-from mailwatch.sla import ClockPolicy
+from mailwatch.pipeline.acks import Acknowledger, sample_context
+from mailwatch.pipeline.alerts import notice_context, queue_notice, sample_notice
+from mailwatch.pipeline.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
+from mailwatch.pipeline.ingest import FolderContext
+from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
+from mailwatch.pipeline.sync import FolderReport, FolderSync
+from mailwatch.pipeline.threads import ticket_pattern
+from mailwatch.sla import AnsweredVia, ClockPolicy, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
-from mailwatch.sync import FolderReport, FolderSync
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
-from mailwatch.threads import close_thread, mark_answered, reopen_thread, ticket_pattern
 
 log = structlog.get_logger(__name__)
 
@@ -224,7 +224,7 @@ class Service:
                 raise PermanentError(f"no thread with ticket {ticket}")
             now = self.clock()
             if action == "answered":
-                mark_answered(thread, now, via="command", by=None, policy=self.policy)
+                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=self.policy)
             elif action == "close":
                 close_thread(thread)
             else:

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from mailwatch.config import load_settings
 from mailwatch.db.models import FolderState, Message, Thread
 from mailwatch.imap import FetchedMessage
+from mailwatch.pipeline.sync import folder_state
 from mailwatch.service import Service
-from mailwatch.sync import folder_state
 from tests.mailfactory import customer_mail
 
 # Manifest categories that name what a person wrote; the rest are rules.py categories.

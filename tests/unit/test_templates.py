@@ -9,12 +9,12 @@ from email.policy import SMTP, default
 import pytest
 from structlog.testing import capture_logs
 
-from mailwatch.acks import Acknowledger, bare_subject, matching_faq, sample_context
 from mailwatch.config import load_settings
 from mailwatch.db.models import Thread
 from mailwatch.mail.parse import parse_message, split_raw
+from mailwatch.pipeline.acks import Acknowledger, bare_subject, matching_faq, sample_context
+from mailwatch.pipeline.threads import ticket_pattern
 from mailwatch.templates import Templates, build_email, header_address, one_line
-from mailwatch.threads import ticket_pattern
 
 RECEIVED = datetime(2026, 6, 9, 12, 2, tzinfo=UTC)
 

@@ -13,11 +13,12 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailwatch.config import FaqEntry, Settings, format_duration
-from mailwatch.db.models import Message, OutboxMail, Thread
+from mailwatch.config import FaqEntry, Settings
+from mailwatch.db.models import Message, OutboxKind, OutboxMail, Thread
+from mailwatch.durations import format_duration
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack
-from mailwatch.outbox import enqueue
+from mailwatch.pipeline.outbox import enqueue
 from mailwatch.sla import human_time
 from mailwatch.templates import Templates, build_email, header_address, our_message_id
 
@@ -69,7 +70,7 @@ class Acknowledger:
         return decision
 
     def _facts(self, session: Session, recipient: Address, now: datetime) -> AckFacts:
-        is_ack = OutboxMail.kind == "ack"
+        is_ack = OutboxMail.kind == OutboxKind.ACK
         last = session.scalar(
             select(func.max(OutboxMail.created_at)).where(is_ack, OutboxMail.recipient == recipient.address.lower())
         )
@@ -97,7 +98,7 @@ class Acknowledger:
             },
         )
         envelope_from = self.settings.acknowledgment.envelope_from or ""
-        enqueue(session, kind="ack", dedupe_key=f"ack:{thread.id}", message=message,
+        enqueue(session, kind=OutboxKind.ACK, dedupe_key=f"ack:{thread.id}", message=message,
                 recipient=recipient.address.lower(), envelope_from=envelope_from, now=now, thread_id=thread.id)
         log.info("ack_queued", thread=thread.id, recipient=recipient.address, message_id=row.message_id,
                  ack_message_id=message["Message-ID"])

@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailwatch.config import Settings
-from mailwatch.db.models import Escalation, Message, ServiceState, Thread
+from mailwatch.db.models import Escalation, Message, OutboxKind, ServiceState, Thread
+from mailwatch.durations import rounded
 from mailwatch.mail.rules import Category
-from mailwatch.outbox import enqueue
-from mailwatch.sla import ClockPolicy, due_steps, human_time, next_escalation_at, rounded
+from mailwatch.pipeline.outbox import enqueue
+from mailwatch.sla import ClockPolicy, ThreadStatus, due_steps, human_time, next_escalation_at
 from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
@@ -50,7 +51,7 @@ def realign_schedule(session: Session, policy: ClockPolicy) -> int:
     state = session.get(ServiceState, STEPS_KEY)
     if state is not None and state.value == steps_fingerprint(policy):
         return 0
-    threads = session.scalars(select(Thread).where(Thread.status == "open")).all()
+    threads = session.scalars(select(Thread).where(Thread.status == ThreadStatus.OPEN)).all()
     for thread in threads:
         thread.next_escalation_at = next_escalation_at(thread.clock_started_at, policy.steps, thread.escalation_level)
     session.merge(ServiceState(key=STEPS_KEY, value=steps_fingerprint(policy)))
@@ -71,7 +72,7 @@ class Escalator:
         report = SweepReport()
         threads = session.scalars(
             select(Thread)
-            .where(Thread.status == "open", Thread.next_escalation_at <= now)
+            .where(Thread.status == ThreadStatus.OPEN, Thread.next_escalation_at <= now)
             .order_by(Thread.next_escalation_at)
             .limit(SWEEP_LIMIT)
             .with_for_update(skip_locked=True)  # another instance's sweep takes the others
@@ -117,7 +118,7 @@ class Escalator:
             extra_headers={"Auto-Submitted": "auto-generated", "X-Mailwatch-Loop": smtp.from_address,
                            "X-Priority": "1" if context["overdue_count"] else "2"},
         )
-        enqueue(session, kind="escalation", dedupe_key=f"escalation:{uuid.uuid4().hex}:{recipient}",
+        enqueue(session, kind=OutboxKind.ESCALATION, dedupe_key=f"escalation:{uuid.uuid4().hex}:{recipient}",
                 message=message, recipient=recipient, envelope_from=smtp.from_address, now=now,
                 thread_id=first if len(items) == 1 else None)
         log.info("escalation_queued", recipient=recipient, threads=[item.thread.id for item in items])

@@ -7,9 +7,11 @@ import structlog
 from sqlalchemy.orm import Session
 
 from mailwatch.config import Settings
+from mailwatch.db.models import OutboxKind
+from mailwatch.durations import rounded
 from mailwatch.health import Incident, Notice
-from mailwatch.outbox import enqueue
-from mailwatch.sla import human_time, rounded
+from mailwatch.pipeline.outbox import enqueue
+from mailwatch.sla import human_time
 from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
@@ -45,7 +47,7 @@ def queue_notice(session: Session, settings: Settings, templates: Templates, not
         message = build_email(rendered, sender=smtp.from_, to=recipient, date=format_datetime(now),
                               message_id=our_message_id(0, now, smtp.from_domain),
                               extra_headers={"Auto-Submitted": "auto-generated", "X-Mailwatch-Loop": smtp.from_address})
-        enqueue(session, kind="alert", dedupe_key=f"{key}:{recipient.lower()}", message=message,
+        enqueue(session, kind=OutboxKind.ALERT, dedupe_key=f"{key}:{recipient.lower()}", message=message,
                 recipient=recipient.lower(), envelope_from=smtp.from_address, now=now)
     return len(recipients)
 
