@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.models import FolderState, Message, Thread
 from mailwatch.imap import FetchedMessage
@@ -31,7 +32,7 @@ def expected_category(entry: dict) -> str:
 
 
 def poll(settings, db) -> int:
-    return asyncio.run(Service(settings, db).run_once()).logged
+    return asyncio.run(Service(settings, db, system_clock).run_once()).logged
 
 
 def count(db, model=Message, *where) -> int:
@@ -170,7 +171,7 @@ def test_killed_poll_resumes_without_losing_or_doubling(dovecot, imap_user, conf
 
 def test_a_message_that_cannot_be_stored_is_quarantined_and_the_rest_go_on(settings, db, corpus):
     # One message whose recording fails is kept with its error; its neighbours are logged normally.
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     ctx = replace(service.folder_context(settings.mailboxes[0], "INBOX"), uidvalidity=7)
     with db.session() as session:
         folder_state(session, "support", "INBOX").uidvalidity = 7  # as a SELECT would have set it
