@@ -101,9 +101,10 @@ def test_a_transient_failure_defers_with_backoff_from_now():
         assert outbox()._record_failure(mail, TransientError("451 try later"), now) == PENDING
     assert (mail.status, mail.attempts, mail.last_error) == (PENDING, 3, "451 try later")
     assert mail.next_attempt_at == now + timedelta(seconds=120)
-    (event,) = logs
-    assert (event["event"], event["attempts"], event["outbox_id"]) == ("mail_deferred", 3, 7)
-    assert event["retry_at"] == mail.next_attempt_at.isoformat()
+    # The log line is how an operator follows one mail: what, to whom, which try, when next, why.
+    assert logs == [{"event": "mail_deferred", "log_level": "warning", "kind": "ack", "outbox_id": 7,
+                     "recipient": "pat@example.com", "attempts": 3, "retry_at": mail.next_attempt_at.isoformat(),
+                     "error": "451 try later"}]
 
 
 def test_a_permanent_failure_fails_at_once_however_young():
@@ -112,7 +113,8 @@ def test_a_permanent_failure_fails_at_once_however_young():
     with capture_logs() as logs:
         assert outbox()._record_failure(mail, PermanentError("550 no such user"), T0) == FAILED
     assert (mail.status, mail.attempts, mail.last_error, mail.next_attempt_at) == (FAILED, 1, "550 no such user", T0)
-    assert [(e["event"], e["log_level"], e["attempts"]) for e in logs] == [("mail_failed", "error", 1)]
+    assert logs == [{"event": "mail_failed", "log_level": "error", "kind": "ack", "outbox_id": 7, "thread": 3,
+                     "recipient": "pat@example.com", "attempts": 1, "error": "550 no such user"}]
 
 
 def test_a_transient_failure_after_give_up_after_fails_for_good():

@@ -228,6 +228,16 @@ def test_an_auto_reply_or_our_own_ack_in_the_sent_folder_answers_nothing(categor
     assert (thread.status, thread.clock, thread.last_customer_at) == ("answered", 1, T0)
 
 
+@pytest.mark.parametrize("category, in_sent_folder", [(Category.STAFF, False), (Category.CUSTOMER, True)])
+def test_a_reply_older_than_the_latest_customer_message_answers_only_what_it_saw(category, in_sent_folder):
+    # A reply read after the customer's next message (e.g. from Sent) leaves that message on a new clock.
+    thread = thread_at()
+    customer_wrote(thread, T0 + 3 * HOUR, POLICY)
+    apply_message(thread, verdict(category), "bob@acme.example", T0 + 2 * HOUR, POLICY, in_sent_folder=in_sent_folder)
+    assert thread.answered_at == T0 + 2 * HOUR
+    assert clock_fields(thread) == ("open", 2, T0 + 3 * HOUR, T0 + 11 * HOUR, 0, T0 + 3 * HOUR + STEPS[0])
+
+
 def test_a_customer_address_in_the_sent_folder_is_not_a_customer_follow_up():
     # Mail in Sent was sent by us, even when its From is the customer's (a forwarded copy).
     thread = answered_thread()
