@@ -167,3 +167,5 @@ def test_a_crash_that_is_not_transient_is_logged_with_its_traceback():
         watcher.run()
     events = [(e["event"], e.get("error")) for e in logs if e["event"] in ("mailbox_watch_crashed", "mailbox_retry")]
     assert events[:3] == [("mailbox_watch_crashed", None), ("mailbox_retry", "bug"), ("mailbox_retry", "refused")]
+    (crash,) = [e for e in logs if e["event"] == "mailbox_watch_crashed"]
+    assert isinstance(crash["exc_info"], ValueError) and crash["log_level"] == "error"
