@@ -129,7 +129,7 @@ def test_an_incident_mails_each_recipient_once_however_often_it_is_queued(settin
     with db.session() as session:
         queue_for(session, settings, alert(), T0 + timedelta(minutes=15))
     with db.session() as session:
-        queue_for(session, settings, alert(at=T0 + timedelta(minutes=30)), T0 + timedelta(minutes=30))
+        assert queue_for(session, settings, alert(at=T0 + timedelta(minutes=30)), T0 + timedelta(minutes=30)) == 0
     mails = queued(db)
     assert len(mails) == 2
     assert len({m.dedupe_key for m in mails}) == 2

@@ -16,6 +16,7 @@ from mailwatch.sla import (
     next_escalation_at,
     reopen_thread,
     skip_escalations,
+    start_first_clock,
 )
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -32,6 +33,16 @@ def thread_at(received_at: datetime = T0, policy: ClockPolicy = POLICY) -> Threa
                   clock_started_at=received_at, deadline_at=first_deadline(received_at, policy),
                   escalation_level=0, next_escalation_at=next_escalation_at(received_at, policy.steps, 0),
                   message_count=1)
+
+
+def test_a_new_conversation_starts_clock_one_at_its_first_message():
+    # Clock 1 runs from the customer's message: its deadline, its first step, nothing sent yet.
+    thread = Thread(status="answered", clock=7, escalation_level=2, message_count=0)
+    start_first_clock(thread, T0, POLICY)
+    assert clock_fields(thread) == clock_fields(thread_at(T0, POLICY))
+    assert (thread.status, thread.clock, thread.clock_started_at, thread.last_customer_at) == ("open", 1, T0, T0)
+    assert (thread.deadline_at, thread.escalation_level) == (T0 + timedelta(hours=24), 0)
+    assert thread.next_escalation_at == T0 + timedelta(hours=20)
 
 
 def answered_thread(policy: ClockPolicy = POLICY) -> Thread:

@@ -33,7 +33,7 @@ def notice_context(branding: Branding, notice: Notice) -> dict:
 
 def queue_notice(session: Session, branding: Branding, recipients: tuple[str, ...], templates: Templates,
                  notice: Notice, now: datetime) -> int:
-    """Queue the notice to every alert recipient; returns how many were queued."""
+    """Queue the notice to every alert recipient; returns how many were new (not queued before)."""
     log.critical("mailwatch_alert" if notice.kind == "alert" else "mailwatch_recovered",
                  component=notice.incident.component, since=notice.incident.since.isoformat(),
                  error=notice.incident.error, recipients=list(recipients))
@@ -41,14 +41,15 @@ def queue_notice(session: Session, branding: Branding, recipients: tuple[str, ..
         return 0  # no SMTP configured, or nobody to tell: the log line above is all there is
     rendered = templates.render_mail("alert", notice_context(branding, notice))
     key = f"{notice.kind}:{notice.incident.component}:{notice.incident.since.isoformat()}"
+    queued = 0
     for recipient in recipients:
         message = build_email(rendered, sender=branding.sender, to=recipient, date=format_datetime(now),
                               message_id=our_message_id(0, now, branding.sender_domain),
                               extra_headers={"Auto-Submitted": "auto-generated",
                                              "X-Mailwatch-Loop": branding.sender_address})
-        enqueue(session, kind=OutboxKind.ALERT, dedupe_key=f"{key}:{recipient.lower()}", message=message,
-                recipient=recipient.lower(), envelope_from=branding.sender_address, now=now)
-    return len(recipients)
+        queued += enqueue(session, kind=OutboxKind.ALERT, dedupe_key=f"{key}:{recipient.lower()}", message=message,
+                          recipient=recipient.lower(), envelope_from=branding.sender_address, now=now)
+    return queued
 
 
 def sample_notice(now: datetime) -> Notice:
