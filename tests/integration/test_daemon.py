@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from mailwatch.config import load_settings
 from mailwatch.db.models import Message, OutboxMail
-from mailwatch.devservers import Dovecot
+from mailwatch.testing.devservers import Dovecot
 from tests.mailfactory import customer_mail
 
 ACK_FAST = 'max_age = "2d"'

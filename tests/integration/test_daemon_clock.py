@@ -25,9 +25,9 @@ from mailwatch.config import load_settings
 from mailwatch.daemon import Daemon
 from mailwatch.daemon.notify import Notifier
 from mailwatch.db.models import Message, OutboxMail
-from mailwatch.devservers import free_port
+from mailwatch.testing.devservers import free_port
 from mailwatch.errors import AuthenticationError
-from mailwatch.sync import FolderReport
+from mailwatch.pipeline.sync import FolderReport
 from tests.mailfactory import customer_mail
 
 # Timing rules do not depend on the database: SQLite is enough here.

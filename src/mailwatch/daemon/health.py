@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from mailwatch.alerts import Incident, Notice
 from mailwatch.config import MailboxSettings, Settings
+from mailwatch.pipeline.alerts import Incident, Notice
 
 UNHEALTHY_AFTER_POLLS = 3  # /healthz fails when a mailbox has not synced for this many intervals
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailwatch.alerts import Notice
 from mailwatch.config import MailboxSettings
-from mailwatch.escalations import SweepReport
-from mailwatch.outbox import DrainReport
+from mailwatch.pipeline.alerts import Notice
+from mailwatch.pipeline.escalations import SweepReport
+from mailwatch.pipeline.outbox import DrainReport
+from mailwatch.pipeline.sync import FolderReport
 from mailwatch.service import imap_session
-from mailwatch.sync import FolderReport
 
 if TYPE_CHECKING:
     from mailwatch.daemon.server import Daemon

@@ -13,7 +13,7 @@ by the time takes `now` from it.
 import asyncio
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailwatch.alerts import Notice
+from mailwatch.clock import Clock
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.daemon.health import Health, mailbox_component
 from mailwatch.daemon.jobs import Jobs
@@ -30,10 +30,12 @@ from mailwatch.daemon.notify import Notifier
 from mailwatch.daemon.reload import Reloader
 from mailwatch.daemon.stats import Stats
 from mailwatch.daemon.watchers import WatcherHooks, Watchers
-from mailwatch.db.engine import Database, lock_sqlite
+from mailwatch.db.engine import Database
+from mailwatch.db.lock import lock_sqlite
 from mailwatch.errors import AuthenticationError
+from mailwatch.pipeline.alerts import Notice
+from mailwatch.pipeline.sync import FolderReport
 from mailwatch.service import Service, open_imap
-from mailwatch.sync import FolderReport
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +51,7 @@ class Daemon:
 
     watcher_stop_budget_s = SHUTDOWN_TIMEOUT_S / 2  # a reload waits this long for the old watchers
 
-    def __init__(self, config_path: Path, settings: Settings, clock: Callable[[], datetime],
+    def __init__(self, config_path: Path, settings: Settings, clock: Clock,
                  notifier: Notifier | None = None) -> None:
         self.config_path = config_path
         self.settings = settings
@@ -245,6 +247,6 @@ class Daemon:
             log.warning("shutdown_abandoned_sends", hint="they stay queued and go out after the restart")
 
 
-def run(config_path: Path, settings: Settings, clock: Callable[[], datetime]) -> None:
+def run(config_path: Path, settings: Settings, clock: Clock) -> None:
     """Run the daemon in a fresh event loop until it is stopped; `clock` is the real time."""
     asyncio.run(Daemon(config_path, settings, clock).serve())
