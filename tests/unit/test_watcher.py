@@ -11,9 +11,16 @@ from types import SimpleNamespace
 
 from structlog.testing import capture_logs
 
+from mailwatch.daemon.watchers import (
+    AUTH_RETRY_S,
+    IDLE_LIMIT_S,
+    RETRY_INITIAL_S,
+    RETRY_MAX_S,
+    MailboxWatcher,
+    WatcherHooks,
+)
 from mailwatch.errors import AuthenticationError, TransientError
 from mailwatch.pipeline.sync import FolderReport
-from mailwatch.daemon.watchers import AUTH_RETRY_S, RETRY_INITIAL_S, RETRY_MAX_S, MailboxWatcher, WatcherHooks
 
 MAILBOX = SimpleNamespace(name="support", idle=True, poll_interval=timedelta(seconds=60))
 
@@ -146,6 +153,14 @@ def test_idle_is_used_when_offered_and_renewed_every_poll_interval():
     watcher, stop = watcher_for(Script([connection]))
     watcher.run()
     assert connection.idle_waits == [60.0, 60.0, 60.0] and 60.0 not in stop.waits
+
+
+def test_idle_is_renewed_within_29_minutes_however_long_poll_interval_is():
+    # RFC 2177: a server may drop a client idle for 30 minutes, so one IDLE never lasts longer.
+    connection = FakeConnection(idle=True, good_syncs=1)
+    watcher, _ = watcher_for(Script([connection]), mailbox=SimpleNamespace(name="support", idle=True, poll_interval=timedelta(hours=2)))
+    watcher.run()
+    assert connection.idle_waits == [IDLE_LIMIT_S] and IDLE_LIMIT_S == 29 * 60
 
 
 def test_without_idle_the_watcher_polls_every_poll_interval():

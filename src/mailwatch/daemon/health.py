@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from mailwatch.config import MailboxSettings, Settings
-from mailwatch.pipeline.alerts import Incident, Notice
+from mailwatch.pipeline.alerts import Incident, Notice, NoticeKind
 
 UNHEALTHY_AFTER_POLLS = 3  # /healthz fails when a mailbox has not synced for this many intervals
 
@@ -47,7 +47,7 @@ class Health:
             self._last_ok[component] = now
             incident = self._incidents.pop(component, None)
         if incident is not None and incident.alerted:
-            return Notice("recovery", incident, now)
+            return Notice(NoticeKind.RECOVERY, incident, now)
         return None
 
     def failed(self, component: str, error: str, now: datetime) -> Notice | None:
@@ -68,7 +68,7 @@ class Health:
             if incident.alerted or now - incident.since < self.alert_after:
                 return None
             incident.alerted = True
-        return Notice("alert", incident, now)
+        return Notice(NoticeKind.ALERT, incident, now)
 
     def last_ok(self, component: str) -> datetime | None:
         with self._lock:

@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 120.0
+IDLE_LIMIT_S = 29 * 60.0  # RFC 2177: servers may drop a client idle longer than 30 minutes
 AUTH_RETRY_S = 300.0  # a wrong password does not fix itself; SIGHUP retries at once
 
 
@@ -42,11 +43,11 @@ class WatcherHooks:
 def idle_renewal_s(mailbox: MailboxSettings) -> float:
     """How long one IDLE command lasts before it is ended and, after a sync, re-issued.
 
-    The poll interval: with the default minute well inside the 29 minutes after which
-    RFC 2177 lets a server drop an idle client, and each renewal's sync doubles as the
-    check that a quiet connection still works.
+    The poll interval, and never past the 29 minutes after which RFC 2177 lets a server
+    drop an idle client; each renewal's sync doubles as the check that a quiet
+    connection still works.
     """
-    return mailbox.poll_interval.total_seconds()
+    return min(mailbox.poll_interval.total_seconds(), IDLE_LIMIT_S)
 
 
 class MailboxWatcher:

@@ -7,6 +7,7 @@ What a notice is lives here, beside how it is emailed; when one is due is decide
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
+from enum import StrEnum
 
 import structlog
 from sqlalchemy.orm import Session
@@ -30,11 +31,18 @@ class Incident:
     alerted: bool = False
 
 
+class NoticeKind(StrEnum):
+    """What a notice about mailwatch itself says."""
+
+    ALERT = "alert"  # a component has been failing for alert_after
+    RECOVERY = "recovery"  # it works again after an alert went out
+
+
 @dataclass(frozen=True)
 class Notice:
     """An alert or a recovery note to send."""
 
-    kind: str  # alert | recovery
+    kind: NoticeKind
     incident: Incident
     at: datetime
 
@@ -57,7 +65,7 @@ def notice_context(branding: Branding, notice: Notice) -> dict:
 def queue_notice(session: Session, branding: Branding, recipients: tuple[str, ...], templates: Templates,
                  notice: Notice, now: datetime) -> int:
     """Queue the notice to every alert recipient; returns how many were new (not queued before)."""
-    log.critical("mailwatch_alert" if notice.kind == "alert" else "mailwatch_recovered",
+    log.critical("mailwatch_alert" if notice.kind is NoticeKind.ALERT else "mailwatch_recovered",
                  component=notice.incident.component, since=notice.incident.since.isoformat(),
                  error=notice.incident.error, recipients=list(recipients))
     if not branding.sender or not recipients:
@@ -77,4 +85,4 @@ def queue_notice(session: Session, branding: Branding, recipients: tuple[str, ..
 
 def sample_notice(now: datetime) -> Notice:
     """For test-rendering the alert templates at `check` time."""
-    return Notice("alert", Incident("mailbox support", now - timedelta(minutes=15), "IMAP login refused"), now)
+    return Notice(NoticeKind.ALERT, Incident("mailbox support", now - timedelta(minutes=15), "IMAP login refused"), now)
