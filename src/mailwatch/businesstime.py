@@ -97,6 +97,15 @@ def open_time_between(start: datetime, end: datetime, calendar: Calendar | None)
     return total
 
 
+def time_left(now: datetime, due: datetime, calendar: Calendar | None) -> timedelta:
+    """Open time until `due`; once past it, the negative elapsed time a customer has waited since.
+
+    Overdue is counted in real time: a deadline missed on Friday evening is not
+    "overdue by 0m" all weekend.
+    """
+    return due - now if due <= now else open_time_between(now, due, calendar)
+
+
 def is_open_at(moment: datetime, calendar: Calendar | None) -> bool:
     """Whether the team works at `moment` (always, without a calendar)."""
     if calendar is None:

@@ -13,6 +13,7 @@ from mailwatch.businesstime import (
     is_open_at,
     next_opening,
     open_time_between,
+    time_left,
     within_hours,
 )
 
@@ -169,3 +170,10 @@ def test_next_opening_is_open_and_nothing_open_is_skipped(case):
     opening = next_opening(start, calendar)
     assert is_open_at(opening, calendar)
     assert open_time_between(start, opening, calendar) == timedelta(0)
+
+
+def test_time_left_is_business_time_but_overdue_is_real_time():
+    # Friday 16:30 with a Monday 10:30 deadline: 2h of work left; Saturday after a Friday deadline: overdue.
+    friday = at(BERLIN, 2026, 12, 4, 16, 30)
+    assert time_left(friday, at(BERLIN, 2026, 12, 7, 10, 30), office()) == 2 * HOUR
+    assert time_left(at(BERLIN, 2026, 12, 5, 10, 0), at(BERLIN, 2026, 12, 4, 17, 0), office()) == -17 * HOUR
