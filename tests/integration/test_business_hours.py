@@ -5,6 +5,7 @@ Dates are in the past: Dovecot stores a future INTERNALDATE as the time of APPEN
 """
 
 import asyncio
+import json
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from mailwatch.cli import main
 from mailwatch.config import load_settings
 from mailwatch.db.models import Thread
 from mailwatch.service import Service
@@ -173,3 +175,25 @@ def test_follow_up_after_an_answer_gets_a_new_deadline_with_the_shipped_configur
     assert thread.deadline_at == t0 + timedelta(hours=2) + service.settings.sla.next_response
     cycle_at(service, clock, t0 + timedelta(hours=2) + service.settings.escalations[0].after)
     assert [mail.recipients for mail in smtp_sink.received] == [tuple(service.settings.escalations[0].to)]
+
+
+def test_check_prints_each_mailbox_policy_and_threads_json_names_the_clock(
+        dovecot, imap_user, config_file, smtp_sink, tmp_path, capsys):
+    # One line per mailbox in `check`; `clock` beside `deadline_at` in `threads --json`.
+    extra = OFFICE + '[sla]\ncalendar = "office"\nfirst_response = "8h"\n' + SALES.replace(
+        "[sla]\nfirst_response = \"24h\"\n", "").format(port=dovecot.port, user=imap_user,
+                                                       password_file=tmp_path / "imap-password")
+    path = config_file(extra=extra.replace('[[escalation]]\nafter = "20h"\nto = ["support-lead@acme.example"]\n', ""),
+                       smtp=smtp_sink)
+    assert main(["--config", str(path), "check", "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "mailbox support: clock business:office, first response 8h, next response none, escalation none" in out
+    assert "mailbox sales: clock business:office, first response 4h, next response none, " \
+           "escalation 3h → sales-lead@acme.example, service 'Acme Sales'" in out
+    dovecot.append(imap_user, customer_mail(1), folder="Sales", msg_time=berlin(2026, 11, 27, 16, 30))
+    assert main(["--config", str(path), "poll"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(path), "threads", "--json"]) == 0
+    (thread,) = json.loads(capsys.readouterr().out)
+    assert (thread["mailbox"], thread["clock"], thread["deadline_at"]) == ("sales", "business:office",
+                                                                          "2026-11-30T11:30:00Z")  # 12:30 CET
