@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from mailwatch import __version__, daemon
+from mailwatch.businesstime import time_left
 from mailwatch.clock import system_clock
 from mailwatch.config import Settings, default_config_path, load_settings
 from mailwatch.db.engine import Database
@@ -21,7 +22,7 @@ from mailwatch.db.queries import list_threads
 from mailwatch.durations import format_duration, rounded
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
-from mailwatch.policies import ticket_label
+from mailwatch.policies import Policies, build_policies, ticket_label
 from mailwatch.report import Report, build_report
 from mailwatch.service import Service, imap_session
 from mailwatch.sla import human_time
@@ -103,6 +104,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
     print("templates: OK")
+    for mailbox in settings.mailboxes:
+        print(service.policies.describe(mailbox.name))
     if args.offline:
         print(f"{settings.source}: OK")
         return EXIT_OK
@@ -148,10 +151,11 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     with db.session() as session:
         threads = list_threads(session, open_only=args.open)
+    policies = build_policies(settings)
     if args.json:
-        print(json.dumps([thread_json(thread) for thread in threads], indent=2))
+        print(json.dumps([thread_json(thread, policies) for thread in threads], indent=2))
     else:
-        print(threads_table(threads, settings, system_clock()))
+        print(threads_table(threads, settings, system_clock(), policies))
     return EXIT_OK
 
 
@@ -203,8 +207,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def thread_json(thread: Thread) -> dict:
-    """The `threads --json` object; times in ISO 8601 UTC."""
+def thread_json(thread: Thread, policies: Policies | None = None) -> dict:
+    """The `threads --json` object; times in ISO 8601 UTC, `clock` the deadline's clock."""
+    clock = policies.for_mailbox(thread.mailbox).clock.label if policies else "elapsed"
     return {
         "ticket": thread.id,
         "mailbox": thread.mailbox,
@@ -215,6 +220,7 @@ def thread_json(thread: Thread) -> dict:
         "first_received_at": _iso(thread.first_received_at),
         "last_customer_at": _iso(thread.last_customer_at),
         "deadline_at": _iso(thread.deadline_at),
+        "clock": clock,
         "answered_at": _iso(thread.answered_at),
         "answered_via": thread.answered_via,
         "escalation_level": thread.escalation_level,
@@ -222,18 +228,21 @@ def thread_json(thread: Thread) -> dict:
     }
 
 
-def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime) -> str:
-    """A table for people: local times, time left, subject cut to fit."""
+def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime,
+                  policies: Policies | None = None) -> str:
+    """A table for people: local times, time left (business time on a calendar), subject cut to fit."""
     if not threads:
         return "no threads"
-    tz = settings.service.tz
+    policies = policies or build_policies(settings)
     rows = [("TICKET", "STATUS", "RECEIVED", "DEADLINE", "LEFT", "MSGS", "CUSTOMER", "SUBJECT")]
     for thread in threads:
-        left = format_left(thread.deadline_at - now) if thread.deadline_at else "-"
+        own = policies.for_mailbox(thread.mailbox)
+        tz, calendar = own.branding.tz, own.clock.calendar  # the mailbox's local time and clock
+        left = format_left(time_left(now, thread.deadline_at, calendar)) if thread.deadline_at else "-"
         rows.append((
             ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
             thread.first_received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if thread.deadline_at else "-",
+            thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if thread.deadline_at else "-",
             left, str(thread.message_count), thread.customer_address, thread.subject[:60],
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

@@ -98,11 +98,17 @@ class Service:
         self.templates = Templates(settings.service.templates)
         self.folders = FolderSync(db, clock)
         sends = settings.smtp is not None
-        self.acknowledger = (
-            Acknowledger(policies.ack, policies.branding, self.templates, self.ticket_tag) if sends else None)
+        self.acknowledgers = {mailbox.name: self._acknowledger(mailbox.name) for mailbox in settings.mailboxes} if sends else {}
+        self.acknowledger = self.acknowledgers.get(settings.mailboxes[0].name)  # the first, for `check`
         self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
+
+    def _acknowledger(self, mailbox: str) -> Acknowledger:
+        # Each mailbox acks with its own promise, branding and (optionally) templates.
+        own = self.policies.for_mailbox(mailbox)
+        templates = Templates(own.ack.templates) if own.ack.templates else self.templates
+        return Acknowledger(own.ack, own.branding, templates, self.ticket_tag)
 
     def _own_domains(self) -> set[str]:
         domains = {address.rsplit("@", 1)[-1] for address in self.settings.own_addresses}
@@ -131,9 +137,9 @@ class Service:
             self.outbox.release_claims()
 
     def realign(self) -> None:
-        """Recompute open threads' next escalation time if the configured steps changed."""
+        """Recompute open threads' deadlines and next escalation times if a step, calendar or policy changed."""
         with self.db.session() as session:
-            realign_schedule(session, self.policy)
+            realign_schedule(session, self.policies.escalation)
 
     async def run_once(self) -> CycleReport:
         """One full pass: every mailbox (a failing one never stops the others), sweep, send."""
@@ -155,8 +161,9 @@ class Service:
 
     def folder_context(self, mailbox: MailboxSettings, folder: str, sent: bool = False) -> FolderContext:
         """How messages of one folder are recorded (uidvalidity is filled in on SELECT)."""
-        acks = self.acknowledger if self.settings.acknowledgment.enabled and not sent else None
-        return FolderContext(mailbox.name, folder, 0, self.identity, self.ticket_tag, self.policy,
+        acks = self.acknowledgers.get(mailbox.name) if self.settings.acknowledgment.enabled and not sent else None
+        clock = self.policies.for_mailbox(mailbox.name).clock
+        return FolderContext(mailbox.name, folder, 0, self.identity, self.ticket_tag, clock,
                              acknowledger=acks, sent_folder=sent,
                              backlog_age=self.settings.acknowledgment.max_age)
 
@@ -180,7 +187,7 @@ class Service:
 
     def sweep(self, now: datetime | None = None) -> SweepReport:
         """Queue escalations for every thread whose next step is due at `now` (default: the clock's)."""
-        if self.escalator is None or not self.policy.steps:
+        if self.escalator is None or not self.policies.escalation.escalates:
             return SweepReport()
         try:
             with self.db.session() as session:
@@ -199,11 +206,15 @@ class Service:
         if self.acknowledger is None or self.escalator is None:
             return []
         now = self.clock()
-        return self.templates.check({
+        problems = self.templates.check({
             "ack": sample_context(self.acknowledger, now),
             "escalation": sample_escalation_context(self.escalator, self.settings.mailboxes[0].name, now),
             "alert": notice_context(self.policies.branding, sample_notice(now)),
         })
+        for acknowledger in self.acknowledgers.values():  # a mailbox's own templates folder, if it has one
+            if acknowledger.templates is not self.templates:
+                problems += acknowledger.templates.check({"ack": sample_context(acknowledger, now)})
+        return problems
 
     def queue_notice(self, notice: Notice) -> int:
         """Queue an alert or recovery email about mailwatch itself."""
@@ -223,12 +234,12 @@ class Service:
             thread = session.get(Thread, ticket)
             if thread is None:
                 raise PermanentError(f"no thread with ticket {ticket}")
-            now = self.clock()
+            now, policy = self.clock(), self.policies.for_mailbox(thread.mailbox).clock
             if action == "answered":
-                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=self.policy)
+                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy)
             elif action == "close":
                 close_thread(thread)
             else:
-                reopen_thread(thread, now, self.policy)
+                reopen_thread(thread, now, policy)
             log.info("thread_changed", thread=ticket, action=action, status=thread.status)
             return thread.status
