@@ -215,6 +215,8 @@ def thread_json(thread: Thread) -> dict:
         "deadline_at": _iso(thread.deadline_at),
         "answered_at": _iso(thread.answered_at),
         "answered_via": thread.answered_via,
+        "answered_auth": thread.answered_auth,  # "dmarc", "dkim", "microsoft365", "imap-login", …
+        "answered_by": thread.answered_by,
         "escalation_level": thread.escalation_level,
         "messages": thread.message_count,
     }

@@ -29,7 +29,7 @@ from mailwatch.pipeline.ingest import FolderContext
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
 from mailwatch.pipeline.threads import ticket_pattern
-from mailwatch.sla import AnsweredVia, ClockPolicy, close_thread, mark_answered, reopen_thread
+from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, ClockPolicy, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
@@ -94,6 +94,8 @@ class Service:
             own_addresses=settings.own_addresses,
             staff=tuple(settings.service.staff),
             own_message_id_domains=frozenset(self._own_domains()),
+            authserv_ids=settings.service.authserv_ids,
+            trust_unauthenticated_staff=settings.service.trust_unauthenticated_staff,
         )
         sla = settings.sla
         self.policy = ClockPolicy(sla.first_response, sla.next_response, tuple(s.after for s in settings.escalations))
@@ -179,8 +181,16 @@ class Service:
         sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
         return [self.folders.run(connection, sent, False, stop)]
 
+    def release_acks(self) -> int:
+        """Let held acknowledgments go out as the hourly budget allows."""
+        if self.acknowledger is None:
+            return 0
+        with self.db.session() as session:
+            return self.acknowledger.release_held(session, self.clock())
+
     def sweep(self) -> SweepReport:
-        """Queue escalations for every thread whose next step is due."""
+        """Queue escalations for every thread whose next step is due (and release held acks)."""
+        self.release_acks()
         if self.escalator is None or not self.policy.steps:
             return SweepReport()
         try:
@@ -224,7 +234,7 @@ class Service:
                 raise PermanentError(f"no thread with ticket {ticket}")
             now = self.clock()
             if action == "answered":
-                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=self.policy)
+                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=self.policy, how=LOCAL_COMMAND)
             elif action == "close":
                 close_thread(thread)
             else:

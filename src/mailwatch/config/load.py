@@ -67,7 +67,8 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     # Raised outside any except block, so no pydantic error (which quotes input) is chained.
     if problems or settings is None:
         raise ConfigError(problems)
-    return settings.model_copy(update={"warnings": _plain_password_warnings(settings)})
+    warnings = (*_plain_password_warnings(settings), *_trust_warnings(settings))
+    return settings.model_copy(update={"warnings": warnings})
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -164,3 +165,15 @@ def _plain_password_warnings(settings: Settings) -> tuple[str, ...]:
         if section is not None and section.password_source == "password"
     )
 
+
+
+def _trust_warnings(settings: Settings) -> tuple[str, ...]:
+    """Settings that let anyone who can send mail do more than write to support."""
+    found: list[str] = []
+    if settings.service.trust_unauthenticated_staff:
+        found.append(f"{settings.source}: service.trust_unauthenticated_staff: anyone can write a staff From; "
+                     "a forged one stops a ticket's clock and its escalation never goes out")
+    elif settings.service.staff and not settings.service.authserv_ids:
+        found.append(f"{settings.source}: service.authserv_ids is empty: staff replies in the watched folder "
+                     "cannot be authenticated and answer nothing (the Sent folder and \\Answered still do)")
+    return tuple(found)

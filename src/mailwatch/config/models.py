@@ -54,6 +54,9 @@ class ServiceSettings(Model):
     database: StrictStr = "sqlite:////var/lib/mailwatch/mailwatch.db"
     templates: Path | None = None
     staff: tuple[StaffEntry, ...] = ()
+    # Receiving servers whose Authentication-Results are believed ("microsoft365": Exchange Online).
+    authserv_ids: tuple[Text, ...] = ()
+    trust_unauthenticated_staff: StrictBool = False  # a staff From alone stops the clock: forgeable
     ticket_prefix: StrictStr = "#"
     alert_after: Duration = timedelta(minutes=15)
     alerts_to: tuple[EmailAddress, ...] | None = None
@@ -257,7 +260,14 @@ class AcknowledgmentSettings(Model):
     max_age: Duration = timedelta(hours=1)
     per_sender_interval: Duration = timedelta(hours=24)
     max_per_hour: Annotated[StrictInt, Field(gt=0)] = 200
+    # The most of max_per_hour that one source domain of unauthenticated mail may use.
+    max_share_per_domain: Annotated[float, Field(gt=0, le=1)] = 0.25
     envelope_from: EmailAddress | None = None
+
+    @property
+    def max_per_domain(self) -> int:
+        """The hourly share of one unauthenticated source domain, at least one ack."""
+        return max(1, int(self.max_per_hour * self.max_share_per_domain))
 
 
 class SlaSettings(Model):

@@ -82,6 +82,7 @@ class OutboxStatus(StrEnum):
     """Where an outbox mail stands."""
 
     PENDING = "pending"  # due at next_attempt_at
+    HELD = "held"  # an ack over the hourly cap or its domain's share: waits for budget
     SENT = "sent"  # the SMTP server accepted it
     FAILED = "failed"  # given up: a 5xx answer or give_up_after passed
 
@@ -140,6 +141,7 @@ class Thread(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answered_via: Mapped[str | None] = mapped_column(String(32))
     answered_by: Mapped[str | None] = mapped_column(String(320))
+    answered_auth: Mapped[str | None] = mapped_column(String(32))  # how the answer was authenticated
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -204,6 +206,8 @@ class OutboxMail(Base):
     message_id: Mapped[str] = mapped_column(String(255))
     recipient: Mapped[str] = mapped_column(String(320))
     envelope_from: Mapped[str] = mapped_column(String(320), default="")
+    # An ack to unauthenticated mail: its source domain, held to acknowledgment.max_share_per_domain.
+    source_domain: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(Text, default="")
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the exact bytes to send
     status: Mapped[OutboxStatus] = mapped_column(EnumText(OutboxStatus, 16), default=OutboxStatus.PENDING)
@@ -211,7 +215,7 @@ class OutboxMail(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # queued to send (a held ack: held since)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
