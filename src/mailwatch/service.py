@@ -185,8 +185,13 @@ class Service:
         """Let held acknowledgments go out as the hourly budget allows."""
         if self.acknowledger is None:
             return 0
-        with self.db.session() as session:
-            return self.acknowledger.release_held(session, self.clock())
+        try:
+            with self.db.session() as session:
+                return self.acknowledger.release_held(session, self.clock())
+        except IntegrityError:
+            # Another instance noted the hour's cap event at the same moment; the next sweep releases.
+            log.info("ack_release_conflict_skipped")
+            return 0
 
     def sweep(self) -> SweepReport:
         """Queue escalations for every thread whose next step is due (and release held acks)."""

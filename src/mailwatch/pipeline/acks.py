@@ -79,7 +79,7 @@ class Acknowledger:
         if (decision.send or held) and thread is not None and recipient is not None:
             self._queue(session, thread, parsed, recipient, row, now, held=held, source_domain=source_domain)
         if not decision.send:
-            self._log_suppressed(session, decision, row, thread, facts, now)
+            self._log_suppressed(decision, row, thread)
         return decision
 
     def _facts(self, session: Session, recipient: Address, source_domain: str | None, now: datetime) -> AckFacts:
@@ -140,24 +140,18 @@ class Acknowledger:
             "quote": parsed.snippet[:ACK_QUOTE_CHARS],
         }
 
-    def _log_suppressed(self, session: Session, decision: AckDecision, row: Message, thread: Thread | None,
-                        facts: AckFacts | None, now: datetime) -> None:
-        capped = facts is not None and facts.acks_in_last_hour >= self.settings.acknowledgment.max_per_hour
-        if decision.outcome is AckOutcome.DEFERRED and capped:
-            self._log_cap_reached(session, facts, now)
+    def _log_suppressed(self, decision: AckDecision, row: Message, thread: Thread | None) -> None:
         log.info("ack_suppressed", outcome=decision.outcome.value, reason=decision.reason,
                  message_id=row.message_id, thread=thread.id if thread else None)
 
 
-    def _log_cap_reached(self, session: Session, facts: AckFacts, now: datetime) -> None:
+    def _log_cap_reached(self, session: Session, in_hour: int, waiting: int, now: datetime) -> None:
         # Once an hour: a flood of 10,000 mails is one event, not 9,800 error lines.
         state = session.get(ServiceState, CAP_LOGGED_KEY)
         if state is not None and now - datetime.fromisoformat(state.value) < CAP_LOG_EVERY:
             return
         session.merge(ServiceState(key=CAP_LOGGED_KEY, value=now.isoformat()))
-        held = session.scalar(select(func.count(OutboxMail.id)).where(
-            OutboxMail.kind == OutboxKind.ACK, OutboxMail.status == OutboxStatus.HELD))
-        log.error("ack_global_cap_reached", acks_in_last_hour=facts.acks_in_last_hour, held=held + 1,
+        log.error("ack_global_cap_reached", acks_in_last_hour=in_hour, held=waiting,
                   cap=self.settings.acknowledgment.max_per_hour,
                   hint="a mail loop or a flood: acknowledgments wait and go out as the hourly budget allows")
 
@@ -172,7 +166,9 @@ class Acknowledger:
         max_age = self.settings.acknowledgment.max_age
         waiting = [row for row, received_at in rows if now - received_at <= max_age]
         expired = [row for row, received_at in rows if now - received_at > max_age]
-        released = self._release(session, fair_order(waiting), now)
+        released, in_hour = self._release(session, fair_order(waiting), now)
+        if in_hour >= self.settings.acknowledgment.max_per_hour and len(waiting) > len(released):
+            self._log_cap_reached(session, in_hour, len(waiting) - len(released), now)
         _settle(session, expired, AckOutcome.MAX_AGE, f"waited for the hourly budget past max_age {max_age}", now)
         _settle(session, released, AckOutcome.SEND, "sent once the hourly budget allowed", now)
         if released or expired:
@@ -180,25 +176,26 @@ class Acknowledger:
                      waiting=len(waiting) - len(released))
         return len(released)
 
-    def _release(self, session: Session, waiting: list[OutboxMail], now: datetime) -> list[OutboxMail]:
+    def _release(self, session: Session, waiting: list[OutboxMail], now: datetime) -> tuple[list[OutboxMail], int]:
+        """Release what the hour's budget and each domain's share allow; also the hour's count after it."""
         settings = self.settings.acknowledgment
         counted = (OutboxMail.kind == OutboxKind.ACK, OutboxMail.status != OutboxStatus.HELD,
                    OutboxMail.created_at > now - CAP_WINDOW)
-        budget = settings.max_per_hour - session.scalar(select(func.count(OutboxMail.id)).where(*counted))
+        in_hour = session.scalar(select(func.count(OutboxMail.id)).where(*counted))
         per_domain = Counter(dict(session.execute(
             select(OutboxMail.source_domain, func.count(OutboxMail.id))
             .where(*counted, OutboxMail.source_domain.is_not(None)).group_by(OutboxMail.source_domain)
         ).all()))
         released: list[OutboxMail] = []
         for row in waiting:
-            if len(released) >= budget:
+            if in_hour + len(released) >= settings.max_per_hour:
                 break
             if row.source_domain is not None and per_domain[row.source_domain] >= settings.max_per_domain:
                 continue
             per_domain[row.source_domain] += 1
             row.status, row.created_at, row.next_attempt_at = OutboxStatus.PENDING, now, now
             released.append(row)
-        return released
+        return released, in_hour + len(released)
 
 
 def fair_order(held: list[OutboxMail]) -> list[OutboxMail]:
