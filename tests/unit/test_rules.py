@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -528,3 +529,20 @@ def test_outcome_values_are_stable() -> None:
     # Outcome and category values are logged and stored, so they must not drift.
     assert AckOutcome.NOT_NEW_THREAD.value == "thread-already-acknowledged"
     assert Category.OWN_MESSAGE.value == "mailwatch"
+
+
+def test_flood_of_10000_from_one_domain_leaves_another_domains_customer_acked() -> None:
+    # Through decide_ack as the service feeds it: the flood domain gets its share (50), 50 more wait for
+    # the next hour, the rest can only expire; a customer of another domain is acked at once.
+    sent: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    outcomes: Counter[AckOutcome] = Counter()
+    for n in range(10_000):
+        facts = AckFacts(False, None, sum(sent.values()), sent["flood.example"], held["flood.example"])
+        outcome = decide(recipient=Address("", f"buyer{n}@flood.example"), facts=facts, max_per_domain=50)
+        outcomes[outcome] += 1
+        sent["flood.example"] += outcome is AckOutcome.SEND
+        held["flood.example"] += outcome is AckOutcome.DEFERRED
+    assert outcomes == {AckOutcome.SEND: 50, AckOutcome.DEFERRED: 50, AckOutcome.MAX_AGE: 9_900}
+    renee = AckFacts(False, None, sum(sent.values()), sent["customer.example"], held["customer.example"])
+    assert decide(recipient=Address("", "renee@customer.example"), facts=renee, max_per_domain=50) is AckOutcome.SEND

@@ -10,6 +10,7 @@ always passed in. Header names are matched case-insensitively through
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -433,6 +434,7 @@ class AckFacts:
     last_ack_to_sender_at: datetime | None
     acks_in_last_hour: int
     acks_to_domain_in_last_hour: int = 0  # unauthenticated acks to the recipient's domain
+    held_for_domain: int = 0  # acks of that domain already waiting for its share
 
 
 @dataclass(frozen=True)
@@ -478,16 +480,28 @@ def decide_ack(
         return AckDecision(AckOutcome.NOT_NEW_THREAD, "this thread already got an acknowledgment")
     now = _utc(now)
     decision = _ack_limits(recipient, now - _utc(received_at), now, facts, max_age, per_sender_interval, max_per_hour)
-    return decision if not decision.send else budget_decision(recipient, facts, max_per_hour, max_per_domain)
+    if not decision.send:
+        return decision
+    return budget_decision(recipient, facts, max_per_hour, max_per_domain, max_age)
 
 
-def budget_decision(recipient: Address, facts: AckFacts, max_per_hour: int, max_per_domain: int | None) -> AckDecision:
-    """SEND while the hour's budget and the domain's share allow, else DEFERRED (it waits, not drops)."""
+def budget_decision(
+    recipient: Address, facts: AckFacts, max_per_hour: int, max_per_domain: int | None, max_age: timedelta,
+) -> AckDecision:
+    """SEND while the hour's budget and the domain's share allow, else DEFERRED (it waits, not drops).
+
+    A domain's share can release at most `max_per_domain` acks per hour of `max_age`; an
+    ack queued behind that many of its own domain could only expire, so it is MAX_AGE now.
+    """
     if facts.acks_in_last_hour >= max_per_hour:
         return AckDecision(
             AckOutcome.DEFERRED, f"global cap: {facts.acks_in_last_hour} acks in the last hour, cap is {max_per_hour}"
         )
     if max_per_domain is not None and facts.acks_to_domain_in_last_hour >= max_per_domain:
+        hours = max(1, math.ceil(max_age / timedelta(hours=1)))
+        if facts.held_for_domain >= max_per_domain * hours:
+            return AckDecision(AckOutcome.MAX_AGE, f"{facts.held_for_domain} acks to @{_domain_of(recipient.address)} "
+                                                   f"already wait; its share cannot reach this one within {max_age}")
         return AckDecision(
             AckOutcome.DEFERRED,
             f"domain share: {facts.acks_to_domain_in_last_hour} acks to @{_domain_of(recipient.address)} "

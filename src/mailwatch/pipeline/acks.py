@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from email.utils import format_datetime
 
 import structlog
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, false, func, select, update
 from sqlalchemy.orm import Session
 
 from mailwatch.config import FaqEntry, Settings
@@ -28,6 +28,8 @@ log = structlog.get_logger(__name__)
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 ACK_QUOTE_CHARS = 300  # of the customer's own words, enough to recognise the message
 CAP_WINDOW = timedelta(hours=1)
+# What the hourly cap counts: acks queued to go, sent or given up on (not held, not expired).
+SPENT = (OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.FAILED)
 CAP_LOGGED_KEY = "ack_cap_logged_at"  # service_state: when ack_global_cap_reached was last logged
 CAP_LOG_EVERY = timedelta(hours=1)  # a flood is one event an hour, not one error per message
 RELEASE_SCAN = 2000  # held acks looked at per release, oldest first
@@ -86,16 +88,27 @@ class Acknowledger:
         is_ack = OutboxMail.kind == OutboxKind.ACK
         interval = self.settings.acknowledgment.per_sender_interval
         last = session.scalar(
-            select(func.max(OutboxMail.created_at))
-            .where(is_ack, OutboxMail.created_at > now - interval, same_mailbox(recipient.address))
+            select(func.max(OutboxMail.created_at)).where(
+                is_ack, OutboxMail.recipient_key == normalised_address(recipient.address),
+                OutboxMail.created_at > now - interval)
         )
-        counted = (is_ack, OutboxMail.status != OutboxStatus.HELD, OutboxMail.created_at > now - CAP_WINDOW)
-        in_hour = session.scalar(select(func.count(OutboxMail.id)).where(*counted))
-        to_domain = session.scalar(
-            select(func.count(OutboxMail.id)).where(*counted, OutboxMail.source_domain == source_domain)
-        ) if source_domain else 0
+        # One query for the hour's total and the source domain's part of it.
+        of_domain = OutboxMail.source_domain == source_domain if source_domain else false()
+        in_hour, to_domain = session.execute(
+            select(func.count(OutboxMail.id), func.count(OutboxMail.id).filter(of_domain))
+            .where(*_spent_since(now - CAP_WINDOW))
+        ).one()
+        held = self._held_for(session, source_domain) if source_domain and to_domain >= self._share() else 0
         return AckFacts(thread_acknowledged=False, last_ack_to_sender_at=last, acks_in_last_hour=in_hour,
-                        acks_to_domain_in_last_hour=to_domain)
+                        acks_to_domain_in_last_hour=to_domain, held_for_domain=held)
+
+    def _share(self) -> int:
+        return self.settings.acknowledgment.max_per_domain
+
+    def _held_for(self, session: Session, source_domain: str) -> int:
+        return session.scalar(select(func.count(OutboxMail.id)).where(
+            OutboxMail.kind == OutboxKind.ACK, OutboxMail.source_domain == source_domain,
+            OutboxMail.status == OutboxStatus.HELD))
 
     def _queue(self, session: Session, thread: Thread, parsed: ParsedMessage, recipient: Address,
                row: Message, now: datetime, held: bool = False, source_domain: str | None = None) -> None:
@@ -118,7 +131,8 @@ class Acknowledger:
         envelope_from = self.settings.acknowledgment.envelope_from or ""
         enqueue(session, kind=OutboxKind.ACK, dedupe_key=f"ack:{thread.id}", message=message,
                 recipient=recipient.address.lower(), envelope_from=envelope_from, now=now, thread_id=thread.id,
-                status=OutboxStatus.HELD if held else OutboxStatus.PENDING, source_domain=source_domain)
+                status=OutboxStatus.HELD if held else OutboxStatus.PENDING, source_domain=source_domain,
+                recipient_key=normalised_address(recipient.address))
         log.info("ack_held" if held else "ack_queued", thread=thread.id, recipient=recipient.address,
                  message_id=row.message_id, ack_message_id=message["Message-ID"])
 
@@ -179,8 +193,7 @@ class Acknowledger:
     def _release(self, session: Session, waiting: list[OutboxMail], now: datetime) -> tuple[list[OutboxMail], int]:
         """Release what the hour's budget and each domain's share allow; also the hour's count after it."""
         settings = self.settings.acknowledgment
-        counted = (OutboxMail.kind == OutboxKind.ACK, OutboxMail.status != OutboxStatus.HELD,
-                   OutboxMail.created_at > now - CAP_WINDOW)
+        counted = _spent_since(now - CAP_WINDOW)
         in_hour = session.scalar(select(func.count(OutboxMail.id)).where(*counted))
         per_domain = Counter(dict(session.execute(
             select(OutboxMail.source_domain, func.count(OutboxMail.id))
@@ -219,7 +232,7 @@ def _settle(session: Session, rows: list[OutboxMail], outcome: AckOutcome, reaso
         return
     if outcome is AckOutcome.MAX_AGE:
         for row in rows:
-            row.status, row.last_error = OutboxStatus.FAILED, f"max-age: {reason}"
+            row.status, row.last_error = OutboxStatus.EXPIRED, f"max-age: {reason}"
     session.execute(
         update(Message).where(Message.thread_id.in_([r.thread_id for r in rows]),
                               Message.ack_outcome == AckOutcome.DEFERRED.value)
@@ -227,19 +240,9 @@ def _settle(session: Session, rows: list[OutboxMail], outcome: AckOutcome, reaso
     )
 
 
-def same_mailbox(address: str) -> ColumnElement[bool]:
-    """Outbox recipients that are this mailbox however written: case and "+detail" do not matter."""
-    normal = normalised_address(address)
-    local, _, domain = normal.rpartition("@")
-    if not local:
-        return OutboxMail.recipient == normal
-    pattern = f"{_like_literal(local)}+%@{_like_literal(domain)}"
-    return or_(OutboxMail.recipient == normal, OutboxMail.recipient.like(pattern, escape="\\"))
-
-
-def _like_literal(text: str) -> str:
-    # An address may hold "%" or "_": they must match themselves, not any character.
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _spent_since(since: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Acks that used the hourly budget since `since` (an index range on kind, status, time)."""
+    return (OutboxMail.kind == OutboxKind.ACK, OutboxMail.status.in_(SPENT), OutboxMail.created_at > since)
 
 
 def _domain(address: str) -> str:
