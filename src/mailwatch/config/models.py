@@ -19,6 +19,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password
 from mailwatch.config.types import (
@@ -43,6 +45,17 @@ from mailwatch.durations import format_duration
 
 # Characters that would break the "[#1042]" ticket tag in subjects.
 _TICKET_PREFIX_FORBIDDEN = re.compile(r"[\s\[\](){}<>]")
+
+
+def check_database_url(value: str) -> None:
+    """Parse the URL as SQLAlchemy will, so a mistake is a config error, not a traceback later."""
+    try:
+        parsed = make_url(value)
+    except (ArgumentError, ValueError):
+        raise problem("not a database URL SQLAlchemy can read (special characters in the password "
+                      "must be percent-encoded, e.g. @ as %40)") from None
+    if "@" in (parsed.host or "") or ("@" in (parsed.database or "") and parsed.get_backend_name() != "sqlite"):
+        raise problem("an @ in the password or user name must be written %40 (the URL has more than one @)")
 
 
 class ServiceSettings(Model):
@@ -82,6 +95,7 @@ class ServiceSettings(Model):
         # Never echo the URL: it may carry a database password.
         if not value.startswith(("sqlite:", "postgresql")):
             raise problem("must start with sqlite: or postgresql (e.g. postgresql+psycopg://host/db)")
+        check_database_url(value)
         return value
 
     @field_validator("templates")
