@@ -773,3 +773,12 @@ def test_parse_duration_fails_only_with_value_error(text: str) -> None:
         assert parse_duration(text) >= timedelta(0)
     except ValueError:
         pass
+
+
+@pytest.mark.parametrize(("listen", "warned"), [("127.0.0.1:9308", False), ("[::1]:9308", False),
+                                                ("localhost:9308", False), ("0.0.0.0:9308", True),
+                                                ("192.0.2.7:9308", True), ("metrics.example:9308", True)])
+def test_check_warns_when_metrics_listen_beyond_loopback(write: Any, listen: str, warned: bool) -> None:
+    # /metrics and /healthz reveal mailbox names and errors: listening beyond loopback is said out loud.
+    settings = load_settings(write(MINIMAL + f'\n[metrics]\nlisten = "{listen}"\n'), ENVIRON)
+    assert any("metrics.listen" in w for w in settings.warnings) == warned

@@ -4,6 +4,7 @@ Every problem is worded for the person editing the file, as `file: dotted.key: r
 no message ever quotes a value that might be a password.
 """
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -176,4 +177,16 @@ def _trust_warnings(settings: Settings) -> tuple[str, ...]:
     elif settings.service.staff and not settings.service.authserv_ids:
         found.append(f"{settings.source}: service.authserv_ids is empty: staff replies in the watched folder "
                      "cannot be authenticated and answer nothing (the Sent folder and \\Answered still do)")
+    if settings.metrics is not None and not _loopback(settings.metrics.host):
+        found.append(f"{settings.source}: metrics.listen: {settings.metrics.listen} is reachable from other hosts; "
+                     "/metrics shows mailbox names and volumes, /healthz the errors (prefer 127.0.0.1)")
     return tuple(found)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
