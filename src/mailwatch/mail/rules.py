@@ -3,7 +3,9 @@
 This module implements DESIGN.md "Never reply to a machine". `classify` sorts a message
 into exactly one Category (the first matching rule wins, in the order of `_CHECKS`);
 `reply_address` names the one mailbox an acknowledgment may go to; `decide_ack` combines
-that with what the database knows. Nothing here reads a clock or does I/O: `now` is
+that with what the database knows. Who a message is from is judged by its From alone
+(Sender and Reply-To are anyone's to write), and a staff From answers a thread only
+when a trusted receiving server authenticated it (`staff_answer`, `mail/authresults`). Nothing here reads a clock or does I/O: `now` is
 always passed in. Header names are matched case-insensitively through
 `ParsedMessage.headers`, and values are compared case-insensitively.
 """
