@@ -14,13 +14,13 @@ import structlog
 from sqlalchemy import ColumnElement, false, func, select, update
 from sqlalchemy.orm import Session
 
-from mailwatch.config import FaqEntry, Settings
+from mailwatch.config import FaqEntry
 from mailwatch.db.models import Message, OutboxKind, OutboxMail, OutboxStatus, ServiceState, Thread
 from mailwatch.durations import format_duration
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack, normalised_address
 from mailwatch.pipeline.outbox import enqueue
-from mailwatch.sla import human_time
+from mailwatch.policies import AckPolicy, Branding
 from mailwatch.templates import Templates, build_email, header_address, our_message_id
 
 log = structlog.get_logger(__name__)
@@ -50,8 +50,10 @@ def matching_faq(entries: Sequence[FaqEntry], text: str, limit: int) -> list[Faq
 class Acknowledger:
     """Decides and queues acknowledgments for one configuration."""
 
-    def __init__(self, settings: Settings, templates: Templates, ticket_tag: re.Pattern[str]) -> None:
-        self.settings = settings
+    def __init__(self, policy: AckPolicy, branding: Branding, templates: Templates,
+                 ticket_tag: re.Pattern[str]) -> None:
+        self.policy = policy
+        self.branding = branding
         self.templates = templates
         self.ticket_tag = ticket_tag
 
@@ -65,16 +67,16 @@ class Acknowledger:
         `authenticated`: a trusted receiving server authenticated the From, so its domain
         is not held to `max_share_per_domain`. A deferred ack is queued held.
         """
-        settings = self.settings.acknowledgment
+        policy = self.policy
         source_domain = None if authenticated or recipient is None else _domain(recipient.address)
         wanted = verdict.is_customer and recipient and new_thread
         facts = self._facts(session, recipient, source_domain, now) if wanted else None
         decision = decide_ack(
             verdict, recipient, row.received_at, now,
             facts or AckFacts(thread_acknowledged=not new_thread, last_ack_to_sender_at=None, acks_in_last_hour=0),
-            enabled=settings.enabled, max_age=settings.max_age,
-            per_sender_interval=settings.per_sender_interval, max_per_hour=settings.max_per_hour,
-            max_per_domain=settings.max_per_domain if source_domain else None, reply_to_own=reply_to_own,
+            enabled=policy.enabled, max_age=policy.max_age,
+            per_sender_interval=policy.per_sender_interval, max_per_hour=policy.max_per_hour,
+            max_per_domain=policy.max_per_domain if source_domain else None, reply_to_own=reply_to_own,
         )
         row.ack_outcome, row.ack_reason = decision.outcome.value, decision.reason
         held = decision.outcome is AckOutcome.DEFERRED
@@ -86,7 +88,7 @@ class Acknowledger:
 
     def _facts(self, session: Session, recipient: Address, source_domain: str | None, now: datetime) -> AckFacts:
         is_ack = OutboxMail.kind == OutboxKind.ACK
-        interval = self.settings.acknowledgment.per_sender_interval
+        interval = self.policy.per_sender_interval
         last = session.scalar(
             select(func.max(OutboxMail.created_at)).where(
                 is_ack, OutboxMail.recipient_key == normalised_address(recipient.address),
@@ -98,12 +100,9 @@ class Acknowledger:
             select(func.count(OutboxMail.id), func.count(OutboxMail.id).filter(of_domain))
             .where(*_spent_since(now - CAP_WINDOW))
         ).one()
-        held = self._held_for(session, source_domain) if source_domain and to_domain >= self._share() else 0
+        held = self._held_for(session, source_domain) if source_domain and to_domain >= self.policy.max_per_domain else 0
         return AckFacts(thread_acknowledged=False, last_ack_to_sender_at=last, acks_in_last_hour=in_hour,
                         acks_to_domain_in_last_hour=to_domain, held_for_domain=held)
-
-    def _share(self) -> int:
-        return self.settings.acknowledgment.max_per_domain
 
     def _held_for(self, session: Session, source_domain: str) -> int:
         return session.scalar(select(func.count(OutboxMail.id)).where(
@@ -112,12 +111,12 @@ class Acknowledger:
 
     def _queue(self, session: Session, thread: Thread, parsed: ParsedMessage, recipient: Address,
                row: Message, now: datetime, held: bool = False, source_domain: str | None = None) -> None:
-        smtp = self.settings.smtp
+        branding = self.branding
         context = self.context(thread, parsed, recipient, row.received_at)
         message = build_email(
             self.templates.render_mail("ack", context),
-            sender=smtp.from_, to=header_address(recipient.name, recipient.address),
-            message_id=our_message_id(thread.id, now, smtp.from_domain), date=format_datetime(now),
+            sender=branding.sender, to=header_address(recipient.name, recipient.address),
+            message_id=our_message_id(thread.id, now, branding.sender_domain), date=format_datetime(now),
             # A made-up Message-ID would thread nothing: omit the reply headers then.
             in_reply_to=None if parsed.message_id_synthesised else parsed.message_id,
             references=parsed.references,
@@ -125,31 +124,29 @@ class Acknowledger:
                 "Auto-Submitted": "auto-replied",
                 "Precedence": "bulk",
                 "X-Auto-Response-Suppress": "All",
-                "X-Mailwatch-Loop": self.settings.mailbox(thread.mailbox).address,
+                "X-Mailwatch-Loop": self.policy.mailbox_addresses[thread.mailbox],
             },
         )
-        envelope_from = self.settings.acknowledgment.envelope_from or ""
         enqueue(session, kind=OutboxKind.ACK, dedupe_key=f"ack:{thread.id}", message=message,
-                recipient=recipient.address.lower(), envelope_from=envelope_from, now=now, thread_id=thread.id,
-                status=OutboxStatus.HELD if held else OutboxStatus.PENDING, source_domain=source_domain,
-                recipient_key=normalised_address(recipient.address))
+                recipient=recipient.address.lower(), envelope_from=self.policy.envelope_from, now=now,
+                thread_id=thread.id, status=OutboxStatus.HELD if held else OutboxStatus.PENDING,
+                source_domain=source_domain, recipient_key=normalised_address(recipient.address))
         log.info("ack_held" if held else "ack_queued", thread=thread.id, recipient=recipient.address,
                  message_id=row.message_id, ack_message_id=message["Message-ID"])
 
     def context(self, thread: Thread, parsed: ParsedMessage, recipient: Address, received_at: datetime) -> dict:
         """What the ack templates see."""
-        settings = self.settings
-        faq = settings.faq
+        branding, faq = self.branding, self.policy.faq
         return {
-            "service": {"name": settings.service.name, "phone": settings.service.phone},
-            "ticket": f"{settings.service.ticket_prefix}{thread.id}",
+            **branding.context(),
+            "ticket": branding.ticket(thread.id),
             "ticket_number": thread.id,
             "customer": {"name": recipient.name, "address": recipient.address},
             "subject": parsed.subject,
             "subject_without_prefix": bare_subject(parsed.subject, self.ticket_tag),
-            "received_at": human_time(received_at, settings.service.tz),
-            "deadline": human_time(thread.deadline_at or received_at + settings.sla.first_response, settings.service.tz),
-            "response_within": format_duration(settings.sla.first_response),
+            "received_at": branding.local_time(received_at),
+            "deadline": branding.local_time(thread.deadline_at or received_at + self.policy.first_response),
+            "response_within": format_duration(self.policy.first_response),
             "faq": {"url": faq.url, "entries": matching_faq(faq.entries, f"{parsed.subject} {parsed.snippet}", faq.max_entries)},
             "quote": parsed.snippet[:ACK_QUOTE_CHARS],
         }
@@ -166,7 +163,7 @@ class Acknowledger:
             return
         session.merge(ServiceState(key=CAP_LOGGED_KEY, value=now.isoformat()))
         log.error("ack_global_cap_reached", acks_in_last_hour=in_hour, held=waiting,
-                  cap=self.settings.acknowledgment.max_per_hour,
+                  cap=self.policy.max_per_hour,
                   hint="a mail loop or a flood: acknowledgments wait and go out as the hourly budget allows")
 
     def release_held(self, session: Session, now: datetime) -> int:
@@ -177,11 +174,11 @@ class Acknowledger:
             .order_by(OutboxMail.created_at, OutboxMail.id).limit(RELEASE_SCAN)
             .with_for_update(skip_locked=True)  # another instance releases the others
         ).all()
-        max_age = self.settings.acknowledgment.max_age
+        max_age = self.policy.max_age
         waiting = [row for row, received_at in rows if now - received_at <= max_age]
         expired = [row for row, received_at in rows if now - received_at > max_age]
         released, in_hour = self._release(session, fair_order(waiting), now)
-        if in_hour >= self.settings.acknowledgment.max_per_hour and len(waiting) > len(released):
+        if in_hour >= self.policy.max_per_hour and len(waiting) > len(released):
             self._log_cap_reached(session, in_hour, len(waiting) - len(released), now)
         _settle(session, expired, AckOutcome.MAX_AGE, f"waited for the hourly budget past max_age {max_age}", now)
         _settle(session, released, AckOutcome.SEND, "sent once the hourly budget allowed", now)
@@ -192,7 +189,7 @@ class Acknowledger:
 
     def _release(self, session: Session, waiting: list[OutboxMail], now: datetime) -> tuple[list[OutboxMail], int]:
         """Release what the hour's budget and each domain's share allow; also the hour's count after it."""
-        settings = self.settings.acknowledgment
+        policy = self.policy
         counted = _spent_since(now - CAP_WINDOW)
         in_hour = session.scalar(select(func.count(OutboxMail.id)).where(*counted))
         per_domain = Counter(dict(session.execute(
@@ -201,9 +198,9 @@ class Acknowledger:
         ).all()))
         released: list[OutboxMail] = []
         for row in waiting:
-            if in_hour + len(released) >= settings.max_per_hour:
+            if in_hour + len(released) >= policy.max_per_hour:
                 break
-            if row.source_domain is not None and per_domain[row.source_domain] >= settings.max_per_domain:
+            if row.source_domain is not None and per_domain[row.source_domain] >= policy.max_per_domain:
                 continue
             per_domain[row.source_domain] += 1
             row.status, row.created_at, row.next_attempt_at = OutboxStatus.PENDING, now, now
@@ -256,6 +253,6 @@ def sample_context(acknowledger: "Acknowledger", now: datetime) -> dict:
         snippet="Hello, my order arrived broken. I would like a refund or a replacement.",
         from_=(Address("Renée Lefèvre", "renee@example.com"),),
     )
-    thread = Thread(id=1042, mailbox=acknowledger.settings.mailboxes[0].name,
-                    deadline_at=now + acknowledger.settings.sla.first_response)
+    mailbox = next(iter(acknowledger.policy.mailbox_addresses))
+    thread = Thread(id=1042, mailbox=mailbox, deadline_at=now + acknowledger.policy.first_response)
     return acknowledger.context(thread, parsed, parsed.from_[0], now)
