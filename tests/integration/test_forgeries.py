@@ -18,7 +18,7 @@ from mailwatch.config import load_settings
 from mailwatch.db.models import Message, Thread
 from mailwatch.pipeline.escalations import latest_customer_words
 from mailwatch.service import Service
-from tests.integration.test_escalations import SLA, T0, Clock, cycle_at, sla_service  # noqa: F401 - a fixture
+from tests.integration.test_escalations import SLA, T0, cycle_at, sla_service  # noqa: F401 - a fixture
 from tests.mailfactory import customer_mail
 
 GENUINE_NONE = "mx.acme.example; dkim=none; spf=pass smtp.mailfrom=evil.example; dmarc=none header.from=acme.example"

@@ -4,7 +4,6 @@ A password is given by exactly one of `password`, `password_file`, `password_env
 `password_credential` (systemd's LoadCredential=); after loading, `password` holds it.
 """
 
-import re
 from pathlib import Path
 from typing import Any
 
