@@ -5,7 +5,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -30,12 +30,14 @@ from mailwatch.sla import human_time
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+ALLOW_ROOT_ENV = "MAILWATCH_ALLOW_ROOT"  # "1" does what --allow-root does (containers that only run as root)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailwatch", description="Make sure no support email goes unanswered.")
     parser.add_argument("--config", type=Path, help="TOML file (default: $MAILWATCH_CONFIG or /etc/mailwatch/mailwatch.toml)")
     parser.add_argument("--version", action="version", version=f"mailwatch {__version__}")
+    parser.add_argument("--allow-root", action="store_true", help="run even as root (not recommended)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("check", help="validate the config; without --offline also reach the servers")
     check.add_argument("--offline", action="store_true", help="validate without connecting anywhere")
@@ -72,6 +74,10 @@ def _date(text: str) -> date:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    if refused_as_root(args.allow_root, os.geteuid(), os.environ):
+        print("mailwatch: refusing to run as root: it parses mail anyone can send and needs no privileges; "
+              "run it as its own user (deploy/mailwatch.service does) or pass --allow-root", file=sys.stderr)
+        return EXIT_CONFIG
     args.config = args.config or default_config_path(os.environ)
     try:
         settings = load_settings(args.config)
@@ -85,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("command_failed", command=args.command, error=str(exc))
         print(f"mailwatch: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def refused_as_root(allow_root: bool, euid: int, environ: Mapping[str, str]) -> bool:
+    """Whether to refuse: root, and neither --allow-root nor MAILWATCH_ALLOW_ROOT=1 said otherwise."""
+    return euid == 0 and not allow_root and environ.get(ALLOW_ROOT_ENV) != "1"
 
 
 def schema_ready(settings: Settings) -> Database:
@@ -223,6 +234,8 @@ def thread_json(thread: Thread, policies: Policies | None = None) -> dict:
         "clock": clock,
         "answered_at": _iso(thread.answered_at),
         "answered_via": thread.answered_via,
+        "answered_auth": thread.answered_auth,  # "dmarc", "dkim", "microsoft365", "imap-login", …
+        "answered_by": thread.answered_by,
         "escalation_level": thread.escalation_level,
         "messages": thread.message_count,
     }

@@ -54,6 +54,7 @@ class AckPolicy:
     max_age: timedelta
     per_sender_interval: timedelta
     max_per_hour: int
+    max_per_domain: int  # the hourly share of one unauthenticated source domain
     envelope_from: str  # "" for the empty envelope sender RFC 3834 recommends
     first_response: timedelta  # the promise the ack states
     faq: FaqSettings
@@ -175,7 +176,7 @@ def _ack_policy(settings: Settings) -> AckPolicy:
     ack = settings.acknowledgment
     return AckPolicy(
         enabled=ack.enabled, max_age=ack.max_age, per_sender_interval=ack.per_sender_interval,
-        max_per_hour=ack.max_per_hour, envelope_from=ack.envelope_from or "",
+        max_per_hour=ack.max_per_hour, max_per_domain=ack.max_per_domain, envelope_from=ack.envelope_from or "",
         first_response=settings.sla.first_response, faq=settings.faq,
         mailbox_addresses={mailbox.name: mailbox.address for mailbox in settings.mailboxes},
     )

@@ -30,7 +30,7 @@ from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
 from mailwatch.pipeline.threads import ticket_pattern
 from mailwatch.policies import build_policies
-from mailwatch.sla import AnsweredVia, close_thread, mark_answered, reopen_thread
+from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
@@ -92,6 +92,8 @@ class Service:
             own_addresses=settings.own_addresses,
             staff=tuple(settings.service.staff),
             own_message_id_domains=frozenset(self._own_domains()),
+            authserv_ids=settings.service.authserv_ids,
+            trust_unauthenticated_staff=settings.service.trust_unauthenticated_staff,
         )
         self.policy = policies.clock
         self.ticket_tag = ticket_pattern(settings.service.ticket_prefix)
@@ -185,13 +187,27 @@ class Service:
         sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
         return [self.folders.run(connection, sent, False, stop)]
 
+    def release_acks(self, now: datetime | None = None) -> int:
+        """Let held acknowledgments go out as the hourly budget allows."""
+        if self.acknowledger is None:
+            return 0
+        try:
+            with self.db.session() as session:
+                return self.acknowledger.release_held(session, now or self.clock())
+        except IntegrityError:
+            # Another instance noted the hour's cap event at the same moment; the next sweep releases.
+            log.info("ack_release_conflict_skipped")
+            return 0
+
     def sweep(self, now: datetime | None = None) -> SweepReport:
-        """Queue escalations for every thread whose next step is due at `now` (default: the clock's)."""
+        """Queue escalations for every thread whose next step is due at `now` (and release held acks)."""
+        now = now or self.clock()
+        self.release_acks(now)
         if self.escalator is None or not self.policies.escalation.escalates:
             return SweepReport()
         try:
             with self.db.session() as session:
-                return self.escalator.sweep(session, now or self.clock())
+                return self.escalator.sweep(session, now)
         except IntegrityError:
             # Another instance escalated the same step first; its mail is the one that goes.
             log.info("sweep_conflict_skipped")
@@ -236,7 +252,7 @@ class Service:
                 raise PermanentError(f"no thread with ticket {ticket}")
             now, policy = self.clock(), self.policies.for_mailbox(thread.mailbox).clock
             if action == "answered":
-                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy)
+                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy, how=LOCAL_COMMAND)
             elif action == "close":
                 close_thread(thread)
             else:

@@ -35,8 +35,13 @@ class AnsweredVia(StrEnum):
     COMMAND = "command"
 
 
-# Who answers a thread by writing into it. The shared address itself counts: agents
-# often reply from it with the mailbox in Cc (mailwatch's own mail is OWN_MESSAGE).
+# How an answer that came through the IMAP login or the command line was authenticated.
+IMAP_LOGIN = "imap-login"  # the Sent folder and the \Answered flag: only the account can write them
+LOCAL_COMMAND = "local-command"  # `mailwatch thread answered`: whoever may run mailwatch
+
+# Who answers a thread by writing into it, once authenticated (`rules.staff_answer`). The
+# shared address itself counts: agents often reply from it with the mailbox in Cc
+# (mailwatch's own mail is OWN_MESSAGE).
 STAFF_RESPONSES = {Category.STAFF: AnsweredVia.STAFF_ADDRESS, Category.OWN_ADDRESS: AnsweredVia.OWN_ADDRESS}
 # In the Sent folder, any of these is a person's reply (not an auto-reply or our own ack).
 SENT_RESPONSES = frozenset({Category.STAFF, Category.OWN_ADDRESS, Category.CUSTOMER})
@@ -77,6 +82,7 @@ class ClockedThread(Protocol):
     answered_at: datetime | None
     answered_via: str | None
     answered_by: str | None
+    answered_auth: str | None
 
 
 def first_deadline(received_at: datetime, policy: ClockPolicy) -> datetime:
@@ -160,18 +166,23 @@ def skip_escalations(thread: ClockedThread, policy: ClockPolicy) -> None:
 
 def apply_message(
     thread: ClockedThread, verdict: Verdict, sender: str | None, received_at: datetime, policy: ClockPolicy,
-    in_sent_folder: bool = False,
+    in_sent_folder: bool = False, staff_authenticated: str | None = None,
 ) -> None:
-    """Update a thread's count and clock for one more message in it."""
+    """Update a thread's count and clock for one more message in it.
+
+    `staff_authenticated`: how a staff or own-address From was authenticated
+    (`rules.staff_answer`); without it such a message is only a claim and stops nothing.
+    """
     thread.message_count += 1
     if in_sent_folder:
         # Whatever its From says, a person's mail in our Sent folder is our answer.
         if verdict.category in SENT_RESPONSES:
-            mark_answered(thread, received_at, via=AnsweredVia.SENT_FOLDER, by=sender, policy=policy)
+            mark_answered(thread, received_at, via=AnsweredVia.SENT_FOLDER, by=sender, policy=policy, how=IMAP_LOGIN)
     elif verdict.is_customer:
         customer_wrote(thread, received_at, policy)
-    elif verdict.category in STAFF_RESPONSES:
-        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender, policy=policy)
+    elif verdict.category in STAFF_RESPONSES and staff_authenticated is not None:
+        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender, policy=policy,
+                      how=staff_authenticated)
 
 
 def customer_wrote(thread: ClockedThread, received_at: datetime, policy: ClockPolicy) -> None:
@@ -187,13 +198,14 @@ def customer_wrote(thread: ClockedThread, received_at: datetime, policy: ClockPo
 
 def mark_answered(
     thread: ClockedThread, at: datetime, via: str, by: str | None, policy: ClockPolicy,
-    covers_until: datetime | None = None,
+    covers_until: datetime | None = None, how: str | None = None,
 ) -> bool:
     """Stop the clock of an open thread; False when there was nothing to stop.
 
     `covers_until`: the newest customer message this answer can have seen (the staff
     message's own time, or the flagged message's). A customer message after it still
-    waits, so the thread reopens on a new clock from that message.
+    waits, so the thread reopens on a new clock from that message. `how`: how the answer
+    was authenticated ("dmarc", "imap-login", …), shown beside `answered_via`.
     """
     if thread.status != ThreadStatus.OPEN:
         return False
@@ -201,6 +213,7 @@ def mark_answered(
     thread.answered_at = at
     thread.answered_via = str(via)  # a plain string in the row, whatever the enum
     thread.answered_by = by
+    thread.answered_auth = how
     thread.deadline_at = None
     thread.next_escalation_at = None
     seen_until = covers_until or at

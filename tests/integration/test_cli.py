@@ -109,7 +109,7 @@ def test_db_upgrade_migrates_an_empty_database(config_file, settings, capsys):
 
 def test_report_counts_messages_answers_and_the_sla(dovecot, imap_user, config_file, capsys, corpus):
     # The report shows what came in, what got answered and how fast, as JSON and as text.
-    path = config_file()
+    path = config_file(service_extra='authserv_ids = ["mx.acme.example"]')  # 26 is authenticated by Acme's MX
     for name in ("23-thread-first.eml", "24-thread-customer-reply.eml", "26-staff-reply.eml",
                  "01-plain-ascii.eml", "14-postfix-dsn-bounce.eml"):
         dovecot.append(imap_user, (corpus / name).read_bytes())

@@ -19,6 +19,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mailwatch.config.calendar import CalendarSettings
 from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password
@@ -56,6 +58,17 @@ def existing_directory(value: Path | None, info: ValidationInfo) -> Path | None:
     return path
 
 
+def check_database_url(value: str) -> None:
+    """Parse the URL as SQLAlchemy will, so a mistake is a config error, not a traceback later."""
+    try:
+        parsed = make_url(value)
+    except (ArgumentError, ValueError):
+        raise problem("not a database URL SQLAlchemy can read (special characters in the password "
+                      "must be percent-encoded, e.g. @ as %40)") from None
+    if "@" in (parsed.host or "") or ("@" in (parsed.database or "") and parsed.get_backend_name() != "sqlite"):
+        raise problem("an @ in the password or user name must be written %40 (the URL has more than one @)")
+
+
 class ServiceSettings(Model):
     """[service]: who we are and where things live."""
 
@@ -65,6 +78,9 @@ class ServiceSettings(Model):
     database: StrictStr = "sqlite:////var/lib/mailwatch/mailwatch.db"
     templates: Path | None = None
     staff: tuple[StaffEntry, ...] = ()
+    # Receiving servers whose Authentication-Results are believed ("microsoft365": Exchange Online).
+    authserv_ids: tuple[Text, ...] = ()
+    trust_unauthenticated_staff: StrictBool = False  # a staff From alone stops the clock: forgeable
     ticket_prefix: StrictStr = "#"
     alert_after: Duration = timedelta(minutes=15)
     alerts_to: tuple[EmailAddress, ...] | None = None
@@ -90,6 +106,7 @@ class ServiceSettings(Model):
         # Never echo the URL: it may carry a database password.
         if not value.startswith(("sqlite:", "postgresql")):
             raise problem("must start with sqlite: or postgresql (e.g. postgresql+psycopg://host/db)")
+        check_database_url(value)
         return value
 
     @field_validator("templates")
@@ -271,7 +288,14 @@ class AcknowledgmentSettings(Model):
     max_age: Duration = timedelta(hours=1)
     per_sender_interval: Duration = timedelta(hours=24)
     max_per_hour: Annotated[StrictInt, Field(gt=0)] = 200
+    # The most of max_per_hour that one source domain of unauthenticated mail may use.
+    max_share_per_domain: Annotated[float, Field(gt=0, le=1)] = 0.25
     envelope_from: EmailAddress | None = None
+
+    @property
+    def max_per_domain(self) -> int:
+        """The hourly share of one unauthenticated source domain, at least one ack."""
+        return max(1, int(self.max_per_hour * self.max_share_per_domain))
 
 
 class SlaSettings(Model):

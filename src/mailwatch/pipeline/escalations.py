@@ -192,12 +192,18 @@ def digest_key(recipient: str, items: list[DueItem]) -> str:
 
 
 def latest_customer_words(session: Session, thread_ids: set[int]) -> dict[int, str]:
-    """The snippet of each thread's newest customer message, in one query for all of them."""
+    """The snippet of each thread's newest message by its own customer, in one query for all of them.
+
+    Only the customer's words: anyone else who got into the thread (a reference, a copied
+    tag) must not put text in front of the people who act on a digest.
+    """
     if not thread_ids:
         return {}
     rows = session.execute(
         select(Message.thread_id, Message.snippet)
-        .where(Message.thread_id.in_(thread_ids), Message.category == Category.CUSTOMER.value)
+        .join(Thread, Thread.id == Message.thread_id)
+        .where(Message.thread_id.in_(thread_ids), Message.category == Category.CUSTOMER.value,
+               Message.from_address == Thread.customer_address)
         .order_by(Message.thread_id, Message.received_at.desc(), Message.id.desc())
     )
     latest: dict[int, str] = {}
