@@ -18,7 +18,7 @@ from mailwatch.cli import main
 from mailwatch.config import load_settings
 from mailwatch.db.models import Thread
 from mailwatch.service import Service
-from tests.integration.test_escalations import Clock, staff_reply
+from tests.integration.test_escalations import TRUSTED_MX, Clock, staff_reply
 from tests.mailfactory import customer_mail
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -42,6 +42,7 @@ def service_for(config_file, smtp_sink, db_for):
 
     def make(extra: str, now: datetime, **kwargs) -> tuple[Service, Clock]:
         clock = Clock(now)
+        kwargs.setdefault("service_extra", TRUSTED_MX)  # staff replies come authenticated by Acme's MX
         settings = load_settings(config_file(extra=extra, smtp=smtp_sink, **kwargs))
         service = Service(settings, db_for(settings), clock=clock)
         service.prepare()
@@ -168,6 +169,8 @@ def test_follow_up_after_an_answer_gets_a_new_deadline_with_the_shipped_configur
     cycle_at(service, clock, t0 + timedelta(hours=1, minutes=5))
     follow_up = customer_mail(1).replace(b"<q1.customer@example.com>", b"<q1b.customer@example.com>")
     follow_up = follow_up.replace(b"Subject: Question number 1", b"Subject: Re: Question number 1 [#1001]")
+    # With authserv_ids set, a ticket tag joins only its authenticated customer.
+    follow_up = b"Authentication-Results: mx.acme.example; dkim=pass header.d=example.com\r\n" + follow_up
     dovecot.append(imap_user, follow_up, msg_time=t0 + timedelta(hours=2))
     cycle_at(service, clock, t0 + timedelta(hours=2, minutes=5))
     thread = threads_of(service)["support"]
