@@ -123,6 +123,8 @@ class Thread(Base):
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
+        # Reports select threads by when they started.
+        Index("ix_threads_first_received_at", "first_received_at"),
         {"sqlite_autoincrement": True},
     )
 
@@ -140,6 +142,10 @@ class Thread(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answered_via: Mapped[str | None] = mapped_column(String(32))
     answered_by: Mapped[str | None] = mapped_column(String(320))
+    # The first answer of clock 1, kept when the thread is reopened: the report's first response.
+    first_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_answered_via: Mapped[str | None] = mapped_column(String(32))
+    first_answered_by: Mapped[str | None] = mapped_column(String(320))
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_count: Mapped[int] = mapped_column(Integer, default=0)

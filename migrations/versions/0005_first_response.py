@@ -1,0 +1,33 @@
+"""Keep each thread's first response when it is reopened; index threads by start for reports.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-02
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("threads") as batch:
+        batch.add_column(sa.Column("first_answered_at", sa.DateTime(timezone=True)))
+        batch.add_column(sa.Column("first_answered_via", sa.String(32)))
+        batch.add_column(sa.Column("first_answered_by", sa.String(320)))
+    # Threads still on their first clock hold their first answer; a reopened one's is lost already.
+    op.execute("UPDATE threads SET first_answered_at = answered_at, first_answered_via = answered_via,"
+               " first_answered_by = answered_by WHERE clock = 1 AND answered_at IS NOT NULL")
+    op.create_index("ix_threads_first_received_at", "threads", ["first_received_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_threads_first_received_at", table_name="threads")
+    with op.batch_alter_table("threads") as batch:
+        batch.drop_column("first_answered_by")
+        batch.drop_column("first_answered_via")
+        batch.drop_column("first_answered_at")
