@@ -42,6 +42,7 @@ HANDLED_SIGNALS = (
 SHUTDOWN_TIMEOUT_S = 8.0  # below the unit's TimeoutStopSec and the 10 s promise
 OUTBOX_RETRY_TICK_S = 5.0  # how often deferred mail is looked at between wake-ups
 HOUSEKEEPING_S = 5.0  # STATUS line, alerts for silent incidents
+WEEKLY_REPORT_CHECK_S = 60.0  # is a weekly report due? One cheap query; the report is built only when it is
 UNHEALTHY_AFTER_POLLS = 3  # /healthz fails when a mailbox has not synced for this many intervals
 
 
@@ -137,6 +138,9 @@ class Daemon:
                                        seconds=mailbox.poll_interval.total_seconds(), next_run_time=now)
         self.scheduler.add_job(self.outbox_wakeup.set, "interval", id="outbox-retries", seconds=OUTBOX_RETRY_TICK_S)
         self.scheduler.add_job(self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S)
+        if self.settings.report.to:
+            self.scheduler.add_job(self.weekly_report, "interval", id="weekly-report", seconds=WEEKLY_REPORT_CHECK_S,
+                                   next_run_time=now)
 
     def _start_watchers(self) -> None:
         hooks = WatcherHooks(connect=open_imap, sync=self._sync_inbox, synced=self._synced, failed=self._failed)
@@ -195,6 +199,16 @@ class Daemon:
         self.metrics.observe_escalations([item.step for item in report.escalated])
         self.stats["escalated"] += len(report.escalated)
         if report.emails:
+            self.outbox_wakeup.set()
+
+    async def weekly_report(self) -> None:
+        """Queue the weekly report when a week is due (the decision is in pipeline/weekly.py)."""
+        try:
+            weeks = await asyncio.to_thread(self.service.queue_weekly_report)
+        except Exception as exc:  # noqa: BLE001 - the next check tries again
+            log.error("weekly_report_failed", error=str(exc))
+            return
+        if weeks:
             self.outbox_wakeup.set()
 
     async def sync_sent(self, mailbox: MailboxSettings) -> None:

@@ -16,6 +16,7 @@ from mailwatch.config.models import (
     EscalationStep,
     FaqEntry,
     FaqSettings,
+    ReportSettings,
     ImapSettings,
     LoggingSettings,
     MailboxSettings,
@@ -28,7 +29,7 @@ from mailwatch.config.models import (
 from mailwatch.config.secrets import MASK, PASSWORD_KEYS, Secret
 
 __all__ = [
-    "AcknowledgmentSettings", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "EscalationStep", "FaqEntry", "FaqSettings",
+    "AcknowledgmentSettings", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "EscalationStep", "FaqEntry", "FaqSettings", "ReportSettings",
     "ImapSettings", "LoggingSettings", "MASK", "MailboxSettings", "MetricsSettings", "PASSWORD_KEYS", "Secret",
     "ServiceSettings", "Settings", "SlaSettings", "SmtpSettings", "default_config_path", "load_settings",
 ]

@@ -76,6 +76,7 @@ class OutboxKind(StrEnum):
     ACK = "ack"
     ESCALATION = "escalation"
     ALERT = "alert"
+    REPORT = "report"  # the weekly report email to team leads
 
 
 class OutboxStatus(StrEnum):
