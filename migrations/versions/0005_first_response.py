@@ -1,4 +1,4 @@
-"""Keep each thread's first response when it is reopened; index threads by start for reports.
+"""Keep each thread's first response when it is reopened; index threads and messages for reports.
 
 Revision ID: 0005
 Revises: 0004
@@ -23,9 +23,11 @@ def upgrade() -> None:
     op.execute("UPDATE threads SET first_answered_at = answered_at, first_answered_via = answered_via,"
                " first_answered_by = answered_by WHERE clock = 1 AND answered_at IS NOT NULL")
     op.create_index("ix_threads_first_received_at", "threads", ["first_received_at"])
+    op.create_index("ix_messages_report", "messages", ["received_at", "category", "mailbox", "folder", "ack_outcome"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_report", table_name="messages")
     op.drop_index("ix_threads_first_received_at", table_name="threads")
     with op.batch_alter_table("threads") as batch:
         batch.drop_column("first_answered_by")

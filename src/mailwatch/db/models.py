@@ -222,6 +222,9 @@ class OutboxMail(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Reports count a period's messages by time, kind and mailbox, and acks by outcome, from this index alone.
+Index("ix_messages_report", Message.received_at, Message.category, Message.mailbox, Message.folder,
+      Message.ack_outcome)
 Index("ix_outbox_kind_recipient_created", OutboxMail.kind, OutboxMail.recipient, OutboxMail.created_at)
 Index("ix_outbox_kind_created", OutboxMail.kind, OutboxMail.created_at)  # the hourly cap's count
 

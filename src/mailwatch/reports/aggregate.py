@@ -87,14 +87,22 @@ def _threads_in(scope: ReportScope) -> list:
     return where
 
 
-def _wait_s(session: Session):
-    return seconds_between(dialect_of(session), Thread.first_received_at, Thread.first_answered_at)
+def _waits(session: Session, scope: ReportScope):
+    """The period's threads with their first wait in seconds (NULL: unanswered), computed once a row.
+
+    MATERIALIZED keeps SQLite from folding the subquery back in and working out the
+    wait again for each aggregate that reads it.
+    """
+    wait = seconds_between(dialect_of(session), Thread.first_received_at, Thread.first_answered_at)
+    who = func.coalesce(Thread.first_answered_by, Thread.first_answered_via)
+    return (select(Thread.first_received_at.label("started"), wait.label("wait"), who.label("who"))
+            .where(*_threads_in(scope)).cte("waits").prefix_with("MATERIALIZED"))
 
 
-def _decided(scope: ReportScope):
+def _decided(scope: ReportScope, waits):
     # Answered, or unanswered past the promise: either way the SLA verdict is known.
     overdue_from = scope.period.until - timedelta(seconds=scope.sla_s)
-    return or_(Thread.first_answered_at.is_not(None), Thread.first_received_at < overdue_from)
+    return or_(waits.c.wait.is_not(None), waits.c.started < overdue_from)
 
 
 # -- buckets folded into local time ----------------------------------------------------------
@@ -107,11 +115,11 @@ def _message_buckets(session: Session, scope: ReportScope, since: datetime, unti
 
 
 def _thread_buckets(session: Session, scope: ReportScope) -> list[tuple]:
-    slot = bucket(dialect_of(session), Thread.first_received_at)
-    within = and_(Thread.first_answered_at.is_not(None), _wait_s(session) <= scope.sla_s)
+    waits = _waits(session, scope)
+    slot = bucket(dialect_of(session), waits.c.started)
     return session.execute(
-        select(slot, func.count(), func.count(case((within, 1))), func.count(case((_decided(scope), 1))))
-        .where(*_threads_in(scope)).group_by(slot)).all()
+        select(slot, func.count(), func.count(case((waits.c.wait <= scope.sla_s, 1))),
+               func.count(case((_decided(scope, waits), 1)))).group_by(slot)).all()
 
 
 def _local(slot: int, period: Period) -> datetime:
@@ -202,15 +210,14 @@ def _histogram_edges(scope: ReportScope) -> list[float]:
 
 
 def _first_response(session: Session, scope: ReportScope) -> dict:
-    wait = _wait_s(session)
-    answered = Thread.first_answered_at.is_not(None)
+    waits = _waits(session, scope)
+    wait = waits.c.wait
     edges = _histogram_edges(scope)
-    bins = [func.count(case((and_(answered, wait > low, wait <= high), 1)))
-            for low, high in zip([-math.inf, *edges], edges)]
+    bins = [func.count(case((and_(wait > low, wait <= high), 1))) for low, high in zip([-math.inf, *edges], edges)]
     counts = session.execute(select(
-        func.count(), func.count(case((answered, 1))), func.max(case((answered, wait))),
-        func.count(case((and_(answered, wait <= scope.sla_s), 1))), func.count(case((_decided(scope), 1))), *bins,
-    ).where(*_threads_in(scope))).one()
+        func.count(), func.count(wait), func.max(wait), func.count(case((wait <= scope.sla_s, 1))),
+        func.count(case((_decided(scope, waits), 1))), *bins,
+    )).one()
     total, done, longest, within, decided, *binned = counts
     median, p90 = _percentiles(session, scope)
     histogram = [{"upto_s": edge, "count": n} for edge, n in zip(edges, binned)]
@@ -223,13 +230,14 @@ def _first_response(session: Session, scope: ReportScope) -> dict:
     }
 
 
-def _ranked_waits(session: Session, scope: ReportScope, *partition):
-    wait = _wait_s(session).label("wait")
+def _ranked_waits(session: Session, scope: ReportScope, by_who: bool = False):
+    waits = _waits(session, scope)
+    partition = [waits.c.who] if by_who else None
     return select(
-        *partition, wait,
-        func.row_number().over(partition_by=partition or None, order_by=wait).label("rank"),
-        func.count().over(partition_by=partition or None).label("n"),
-    ).where(*_threads_in(scope), Thread.first_answered_at.is_not(None)).subquery()
+        waits.c.who, waits.c.wait,
+        func.row_number().over(partition_by=partition, order_by=waits.c.wait).label("rank"),
+        func.count().over(partition_by=partition).label("n"),
+    ).where(waits.c.wait.is_not(None)).subquery()
 
 
 def _percentiles(session: Session, scope: ReportScope) -> tuple[float | None, float | None]:
@@ -241,8 +249,7 @@ def _percentiles(session: Session, scope: ReportScope) -> tuple[float | None, fl
 
 
 def _responders(session: Session, scope: ReportScope) -> list[dict]:
-    who = func.coalesce(Thread.first_answered_by, Thread.first_answered_via).label("who")
-    ranked = _ranked_waits(session, scope, who)
+    ranked = _ranked_waits(session, scope, by_who=True)
     rows = session.execute(
         select(ranked.c.who, func.max(ranked.c.n), value_at_rank(ranked.c.rank, ranked.c.n, ranked.c.wait, 50))
         .group_by(ranked.c.who).order_by(func.max(ranked.c.n).desc(), ranked.c.who)).all()

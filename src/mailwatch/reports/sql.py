@@ -1,9 +1,12 @@
 """SQL pieces that SQLite and PostgreSQL spell differently: epoch seconds, differences, ranks."""
 
-from sqlalchemy import BigInteger, Float, Integer, case, cast, func
+from sqlalchemy import BigInteger, Float, Integer, case, cast, func, literal_column
 from sqlalchemy.sql import ColumnElement
 
 BUCKET_S = 900  # 15 minutes: every real time zone's offset is a multiple, so buckets fold into local hours
+# SQLite: julianday() is the cheapest date function; day 2440587.5 is 1970-01-01, 96 buckets a day.
+_JULIAN_EPOCH_BUCKETS = 234_296_400  # 2440587.5 * 96
+_BOUNDARY_NUDGE = 1e-6  # a bucket's first instant must not round down into the one before (< 1 ms)
 
 
 def epoch_s(dialect: str, column) -> ColumnElement:
@@ -16,8 +19,11 @@ def epoch_s(dialect: str, column) -> ColumnElement:
 def bucket(dialect: str, column) -> ColumnElement:
     """The 15-minute bucket number of a timestamp (epoch seconds // BUCKET_S)."""
     if dialect == "sqlite":
-        return epoch_s(dialect, column) // BUCKET_S
-    return cast(func.floor(func.extract("epoch", column) / BUCKET_S), BigInteger)
+        # Constants inline, not bound: GROUP BY then repeats the very same expression and it is computed once.
+        per_day = literal_column(str(86400 // BUCKET_S))
+        buckets = cast(func.julianday(column) * per_day + literal_column(repr(_BOUNDARY_NUDGE)), Integer)
+        return buckets - literal_column(str(_JULIAN_EPOCH_BUCKETS))
+    return cast(func.floor(func.extract("epoch", column) / literal_column(str(BUCKET_S))), BigInteger)
 
 
 def seconds_between(dialect: str, start, end) -> ColumnElement:
