@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mailwatch.cli import main
 from mailwatch.db.engine import Database
 from tests.mailfactory import customer_mail
@@ -146,3 +148,20 @@ def test_reopening_a_thread_keeps_its_first_response_in_the_report(dovecot, imap
     assert main(["--config", str(path), "report", "--json"]) == 0
     after = json.loads(capsys.readouterr().out)["first_response"]
     assert before["answered"] == after["answered"] == 1 and after["median_s"] == before["median_s"]
+
+
+def test_report_writes_csv_and_html_and_refuses_unknown_mailboxes(dovecot, imap_user, config_file, capsys, corpus,
+                                                                   tmp_path):
+    # --csv DIR and --html FILE write files; a mailbox or a date that does not exist is an error, not an empty report.
+    path = config_file()
+    dovecot.append(imap_user, (corpus / "23-thread-first.eml").read_bytes())
+    assert main(["--config", str(path), "poll"]) == 0
+    assert main(["--config", str(path), "report", "--since", "30d", "--mailbox", "support",
+                 "--html", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+    assert main(["--config", str(path), "report", "--csv", str(tmp_path / "csv")]) == 0
+    assert (tmp_path / "csv" / "summary.csv").read_text().splitlines()[1].split(",")[3:5] == ["1", "1"]
+    assert main(["--config", str(path), "report", "--mailbox", "nope"]) == 1
+    assert main(["--config", str(path), "report", "--since", "2026-12-01", "--until", "2026-11-01"]) == 1
+    with pytest.raises(SystemExit):
+        main(["--config", str(path), "report", "--since", "last week"])
