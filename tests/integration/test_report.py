@@ -229,3 +229,28 @@ def test_the_90th_percentile_never_exceeds_the_longest_wait(database_url):
     first = report_of(db)["first_response"]
     assert (first["median_s"], first["p90_s"], first["max_s"]) == (5, 3 * 86400 - 7, 3 * 86400 - 7)
     db.dispose()
+
+
+def test_local_days_and_hours_follow_a_half_hour_zone(sqlite_url):
+    # 18:40 UTC on Tuesday 10 November is 00:10 on Wednesday the 11th in Kolkata (+05:30).
+    db = Database(sqlite_url)
+    db.ensure_schema()
+    plant(db, [Planted(datetime(2026, 11, 10, 18, 40, tzinfo=UTC), 60, "x", "ann@acme.example")])
+    kolkata = ZoneInfo("Asia/Kolkata")
+    scope = ReportScope(Period(datetime(2026, 11, 9, tzinfo=UTC), datetime(2026, 11, 13, tzinfo=UTC), kolkata), SLA_S,
+                        "support")
+    with db.session() as session:
+        report = build_report(session, scope, UNTIL)
+    assert {row["date"]: row["threads"] for row in report["volume"]["by_day"] if row["threads"]} == {"2026-11-11": 1}
+    assert report["by_hour"][2][0] == 3 and sum(map(sum, report["by_hour"])) == 3  # 00:10, 00:30, 00:50
+    db.dispose()
+
+
+def test_an_empty_log_has_no_month_to_staff_by(sqlite_url):
+    # Nothing logged yet is not three quiet months.
+    db = Database(sqlite_url)
+    db.ensure_schema()
+    staffing = report_of(db)["staffing"]
+    assert staffing["months"] == [] and staffing["dedicated_people_suggested"] == 0
+    assert "no full month" in render_text(report_of(db), BERLIN)
+    db.dispose()

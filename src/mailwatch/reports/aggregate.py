@@ -285,8 +285,10 @@ def _staffing_window(session: Session, scope: ReportScope) -> tuple[datetime, da
     end = _month_start(local.year, local.month, period)  # the month `until` falls in is not over
     start = _month_start(local.year, local.month - STAFFING_MONTHS, period)
     logged_from = session.scalar(select(func.min(Message.received_at)))
-    first_day = logged_from.astimezone(period.tz).date() if logged_from else None
-    while first_day is not None and start.astimezone(period.tz).date() < first_day and start < end:
+    if logged_from is None:
+        return end, end  # nothing logged yet: no month to average
+    first_day = logged_from.astimezone(period.tz).date()
+    while start.astimezone(period.tz).date() < first_day and start < end:
         # A month the log began after its first day would count as quiet; it was only unrecorded.
         local_start = start.astimezone(period.tz)
         start = _month_start(local_start.year, local_start.month + 1, period)
