@@ -23,7 +23,7 @@ from mailwatch.sla import ThreadStatus
 
 RULE_PER_PERSON = 400  # the tip: one dedicated person once email reaches 400 enquiries a month
 STAFFING_MONTHS = 3  # full months averaged for the staffing suggestion
-HOURS_S = (3600, 4 * 3600, 8 * 3600, 24 * 3600, 48 * 3600, 72 * 3600, 7 * 86400)  # histogram edges
+HISTOGRAM_EDGES_S = (3600, 4 * 3600, 8 * 3600, 24 * 3600, 48 * 3600, 72 * 3600, 7 * 86400)  # histogram edges
 BACKLOG_AGES_S = (0, 4 * 3600, 24 * 3600, 48 * 3600, 7 * 86400)  # backlog bins: at least this old
 TOP_QUESTION_THREADS = 3000  # the newest threads grouped into questions; enough to see what recurs
 
@@ -47,8 +47,8 @@ def iso(value: datetime) -> str:
 def build_report(session: Session, scope: ReportScope, now: datetime) -> dict:
     """The whole report as the `--json` object; the backlog is as of `now`."""
     period = scope.period
-    messages = _message_buckets(session, scope, period.since, period.until)
-    threads = _thread_buckets(session, scope)
+    messages = _localised(_message_buckets(session, scope, period.since, period.until), period)
+    threads = _localised(_thread_buckets(session, scope), period)
     first = _first_response(session, scope)
     return {
         "period": {"since": iso(period.since), "until": iso(period.until), "timezone": str(period.tz)},
@@ -57,7 +57,7 @@ def build_report(session: Session, scope: ReportScope, now: datetime) -> dict:
         "volume": _volume(messages, threads, period),
         "first_response": first,
         "by_week": _by_week(threads, period),
-        "by_hour": _by_hour(messages, period),
+        "by_hour": _by_hour(messages),
         "backlog": _backlog(session, scope, now),
         "responders": _responders(session, scope),
         "staffing": _staffing(session, scope),
@@ -126,10 +126,15 @@ def _local(slot: int, period: Period) -> datetime:
     return datetime.fromtimestamp(slot * BUCKET_S, period.tz)
 
 
-def _by_key(rows: list[tuple], period: Period, key) -> dict:
-    totals: dict = defaultdict(lambda: [0] * (len(rows[0]) - 1) if rows else [])
-    for slot, *counts in rows:
-        into = totals[key(_local(slot, period))]
+def _localised(rows: list[tuple], period: Period) -> list[tuple]:
+    """Bucket rows with the bucket's start in local time first: converted once, folded many ways."""
+    return [(_local(slot, period), *counts) for slot, *counts in rows]
+
+
+def _by_key(rows: list[tuple], key) -> dict:
+    totals: dict = defaultdict(lambda: [0] * (len(rows[0]) - 1))
+    for local, *counts in rows:
+        into = totals[key(local)]
         for index, count in enumerate(counts):
             into[index] += count
     return totals
@@ -146,8 +151,8 @@ def _months(days: list[date]) -> list[str]:
 
 
 def _volume(messages: list[tuple], threads: list[tuple], period: Period) -> dict:
-    msg_day, thr_day = _by_key(messages, period, date_of), _by_key(threads, period, date_of)
-    msg_month, thr_month = _by_key(messages, period, month_of), _by_key(threads, period, month_of)
+    msg_day, thr_day = _by_key(messages, date_of), _by_key(threads, date_of)
+    msg_month, thr_month = _by_key(messages, month_of), _by_key(threads, month_of)
     days = _days(period)
     return {
         "customer_messages": sum(row[1] for row in messages),
@@ -184,7 +189,7 @@ def _pct(part: int, whole: int) -> float | None:
 
 
 def _by_week(threads: list[tuple], period: Period) -> list[dict]:
-    weeks = _by_key(threads, period, week_of)
+    weeks = _by_key(threads, week_of)
     labels = dict.fromkeys(week_of(datetime.combine(day, datetime.min.time())) for day in _days(period))
     rows = []
     for label in labels:
@@ -194,10 +199,9 @@ def _by_week(threads: list[tuple], period: Period) -> list[dict]:
     return rows
 
 
-def _by_hour(messages: list[tuple], period: Period) -> list[list[int]]:
+def _by_hour(messages: list[tuple]) -> list[list[int]]:
     grid = [[0] * 24 for _ in range(7)]  # Monday first, as ISO weekdays
-    for slot, count in messages:
-        local = _local(slot, period)
+    for local, count in messages:
         grid[local.weekday()][local.hour] += count
     return grid
 
@@ -206,7 +210,7 @@ def _by_hour(messages: list[tuple], period: Period) -> list[list[int]]:
 
 
 def _histogram_edges(scope: ReportScope) -> list[float]:
-    return sorted({*HOURS_S, scope.sla_s})
+    return sorted({*HISTOGRAM_EDGES_S, scope.sla_s})
 
 
 def _first_response(session: Session, scope: ReportScope) -> dict:
