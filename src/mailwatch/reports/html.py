@@ -27,7 +27,7 @@ svg { width: 100%; height: auto; display: block; }
 svg .bar { fill: var(--bar); } svg .cell { fill: var(--bar); }
 svg .axis { stroke: var(--muted); } svg .ref { stroke: var(--ref); stroke-width: 2; stroke-dasharray: 6 4; }
 svg text { font: 15px system-ui, sans-serif; fill: var(--muted); } svg .value { fill: var(--ink); font-size: 13px; }
-svg .ref-label { fill: var(--ref); font-weight: 600; }
+svg .ref-label { fill: var(--ref); font-weight: 600; paint-order: stroke; stroke: #fff; stroke-width: 4px; }
 table { width: 100%; border-collapse: collapse; font-size: 0.95rem; }
 th, td { text-align: left; padding: 6px 4px; border-bottom: 1px solid var(--line); vertical-align: top; }
 td.n { text-align: right; white-space: nowrap; } .missing { color: #b5441b; font-weight: 600; }
@@ -66,8 +66,9 @@ def _answers(report: dict) -> str:
     missing = [q for q in report["top_questions"] if not q["faq_entry"]]
     people = staffing["dedicated_people_suggested"]
     return '<div class="answers">' + "".join([
-        _card("ok" if pct is not None and pct >= GOOD_SLA_PCT else "warn", f"Answered within {duration(report['sla_s'])}",
-              "-" if pct is None else f"{pct:.0f}%", promise_sentence(report)),
+        _card("ok" if pct is not None and pct >= GOOD_SLA_PCT else "warn",
+              f"Answered within {duration(report['sla_s'])}", "-" if pct is None else f"{pct:.0f}%",
+              promise_sentence(report)),
         _card("warn" if people else "ok", "Dedicated people for email", str(people), staffing_sentence(staffing)),
         _card("warn" if missing else "ok", "Recurring questions not in the FAQ", str(len(missing)),
               "See the table of top questions below." if missing else "Every recurring question has an FAQ entry."),
@@ -78,7 +79,8 @@ def _first_response(report: dict) -> str:
     first = report["first_response"]
     bars = [(f"≤{short(row['upto_s'])}" if row["upto_s"] else "longer", row["count"]) for row in first["histogram"]]
     sla_bar = next(i for i, row in enumerate(first["histogram"]) if row["upto_s"] == report["sla_s"])
-    chart = bar_chart("First responses by wait", bars, [Line(f"{duration(report['sla_s'])} promise", after_bar=sla_bar)])
+    promise = Line(f"{duration(report['sla_s'])} promise", after_bar=sla_bar)
+    chart = bar_chart("First responses by wait", bars, [promise])
     return (f"<section><h2>First response</h2><p>Median {escape(duration(first['median_s']))}, 90% within "
             f"{escape(duration(first['p90_s']))}, longest {escape(duration(first['max_s']))}; "
             f"{first['answered']} answered, {first['unanswered']} waiting.</p>{chart}</section>")
@@ -102,8 +104,8 @@ def _monthly(report: dict) -> str:
     bars = [(row["month"], row["customer_messages"]) for row in staffing["months"]]
     rule = staffing["rule_per_person"]
     peak = max([value for _, value in bars] + [rule])
-    lines = [Line(f"{n} × {rule}: {n} person{'s' if n > 1 else ''}", n * rule) for n in range(1, int(peak // rule) + 2)
-             if n * rule <= peak * 1.1 or n == 1]
+    lines = [Line(f"{n} × {rule}: {n} {'people' if n > 1 else 'person'}", n * rule)
+             for n in range(1, int(peak // rule) + 2) if n * rule <= peak * 1.1 or n == 1]
     chart = bar_chart("Customer messages per full month", bars, lines)
     return (f"<section><h2>Volume and staffing</h2><p>{escape(staffing_sentence(staffing))}</p>{chart}</section>")
 

@@ -33,5 +33,6 @@ def build_period(since: str | None, until: str | None, tz: tzinfo, now: datetime
     end = parse_when(until, tz, now, end=True) if until else now
     start = parse_when(since, tz, now) if since else end - timedelta(days=DEFAULT_DAYS)
     if start >= end:
-        raise ValueError(f"the period is empty: since {start:%Y-%m-%d %H:%M} is not before until {end:%Y-%m-%d %H:%M} UTC")
+        raise ValueError(f"the period is empty: since {start:%Y-%m-%d %H:%M} UTC is not before until "
+                         f"{end:%Y-%m-%d %H:%M} UTC")
     return Period(start, end, tz)

@@ -158,7 +158,8 @@ def covering_entry(group: Group, faq: Sequence[FaqEntry]) -> str | None:
     return best[0][0] if best and best[0][1] * 2 >= len(group.texts) else None
 
 
-def top_questions(mails: Iterable[tuple[int, str, str]], faq: Sequence[FaqEntry], limit: int = TOP_GROUPS) -> list[dict]:
+def top_questions(mails: Iterable[tuple[int, str, str]], faq: Sequence[FaqEntry],
+                  limit: int = TOP_GROUPS) -> list[dict]:
     """The largest groups that recur (two mails or more), with examples and their FAQ coverage."""
     groups = [group for group in group_questions(mails) if len(group.tickets) > 1][:limit]
     return [{

@@ -58,7 +58,8 @@ def render_text(report: dict, tz: tzinfo) -> str:
         "",
         *_questions(report["top_questions"]),
         *_responders(report["responders"]),
-        f"Acknowledgments sent: {report['acks']['sent']}; not sent: " + (_counts(report["acks"]["suppressed"]) or "none"),
+        f"Acknowledgments sent: {report['acks']['sent']}; not sent: "
+        + (_counts(report["acks"]["suppressed"]) or "none"),
         "Escalations: " + (_counts({f"step {k}": v for k, v in report["escalations"].items()}) or "none"),
     ]
     return "\n".join(lines)
