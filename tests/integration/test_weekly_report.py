@@ -2,6 +2,7 @@
 
 import asyncio
 import email
+import time
 from datetime import UTC, datetime
 from email.policy import default
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ import pytest
 from mailwatch.config import load_settings
 from mailwatch.db.engine import Database
 from mailwatch.service import Service
+from tests.integration.test_daemon import daemon, wait_until  # noqa: F401 - `daemon` is a fixture
 
 BERLIN = ZoneInfo("Europe/Berlin")
 REPORT = """
@@ -80,3 +82,18 @@ def test_the_weekly_email_has_the_text_report_and_the_html_page(start, smtp_sink
     assert "Staffing:" in message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert html.startswith("<!doctype html>") and html.count("<svg") == 5
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_daemon_sends_the_due_week_once_across_a_restart(config_file, smtp_sink, daemon):
+    # `mailwatch run` queues the week that ended last Monday on start; restarted, it sends nothing again.
+    path = config_file(smtp=smtp_sink, extra=REPORT)
+    first = daemon(path)
+    first.wait_for_event("weekly_report_queued")
+    assert wait_until(lambda: len(smtp_sink.received) == 2)
+    assert first.stop()[0] == 0
+    second = daemon(path)
+    second.wait_for_event("daemon_started")
+    time.sleep(3)  # the job runs at once on start; give it time to (not) queue
+    assert second.events("weekly_report_queued") == [] and len(smtp_sink.received) == 2
+    assert second.stop()[0] == 0
