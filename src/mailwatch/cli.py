@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -19,13 +19,15 @@ from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
 from mailwatch.db.models import Thread
 from mailwatch.db.queries import list_threads
-from mailwatch.durations import format_duration, rounded
+from mailwatch.durations import rounded
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
 from mailwatch.policies import Policies, build_policies, ticket_label
-from mailwatch.report import Report, build_report
+from mailwatch.reports import build_period, build_report, render_text, scope_for
+from mailwatch.reports.csv import write_csv
+from mailwatch.reports.html import render_html
+from mailwatch.reports.period import parse_when
 from mailwatch.service import Service, imap_session
-from mailwatch.sla import human_time
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     threads.add_argument("--open", action="store_true", help="only open threads, most urgent first")
     threads.add_argument("--json", action="store_true", help="machine-readable output")
     report = commands.add_parser("report", help="volumes, response times and the SLA over a period")
-    report.add_argument("--since", type=_date, help="start date, YYYY-MM-DD in service.timezone (default: 7 days ago)")
-    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.add_argument("--since", type=_when, help="YYYY-MM-DD (in service.timezone) or 7d, 30d back (default: 7d)")
+    report.add_argument("--until", type=_when, help="YYYY-MM-DD, that day included, or 7d back (default: now)")
+    report.add_argument("--mailbox", metavar="NAME", help="only this [[mailbox]]")
+    output = report.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--csv", type=Path, metavar="DIR", help="write one CSV file per table into DIR")
+    output.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained HTML page")
     thread = commands.add_parser("thread", help="change one thread by hand")
     thread.add_argument("action", choices=["answered", "close", "reopen"])
     thread.add_argument("ticket", type=_ticket)
@@ -64,11 +71,12 @@ def _ticket(text: str) -> int:
     return int(digits)
 
 
-def _date(text: str) -> date:
+def _when(text: str) -> str:
     try:
-        return date.fromisoformat(text)
+        parse_when(text, UTC, datetime.now(UTC))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or days back (7d): {text!r}") from None
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,37 +189,21 @@ def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     now = system_clock()
-    since = (datetime.combine(args.since, time(), settings.service.tz) if args.since
-             else now - timedelta(days=7))
+    tz = settings.service.tz
+    try:
+        period = build_period(args.since, args.until, tz, now)
+    except ValueError as exc:
+        raise MailwatchError(str(exc)) from None
     with db.session() as session:
-        report = build_report(session, since.astimezone(UTC), now, settings.sla.first_response)
-    print(json.dumps(report.as_json(), indent=2) if args.json else report_text(report, settings))
+        report = build_report(session, scope_for(settings, period, args.mailbox), now)
+    if args.csv:
+        print("\n".join(str(path) for path in write_csv(report, args.csv)))
+    elif args.html:
+        args.html.write_text(render_html(report, tz), encoding="utf-8")
+        print(args.html)
+    else:
+        print(json.dumps(report, indent=2) if args.json else render_text(report, tz))
     return EXIT_OK
-
-
-def report_text(report: Report, settings: Settings) -> str:
-    """The report for people."""
-    def seconds(value: float | None) -> str:
-        return rounded(timedelta(seconds=value)) if value is not None else "-"
-
-    share = f"{100 * report.answered_within_sla / report.answered:.0f}%" if report.answered else "-"
-    lines = [
-        f"Since {human_time(report.since, settings.service.tz)}",
-        f"Messages logged:       {sum(report.messages.values())}  " + _counts(report.messages),
-        f"Conversations opened:  {report.threads_opened}, answered {report.answered}",
-        f"First response:        median {seconds(report.first_response_median_s)}, "
-        f"90% within {seconds(report.first_response_p90_s)}",
-        f"Within the promise:    {report.answered_within_sla} of {report.answered} ({share}) "
-        f"within {format_duration(settings.sla.first_response)}",
-        f"Open now:              {report.open_now}, overdue {report.overdue_now}",
-        f"Acknowledgments sent:  {report.acks_sent}; not sent: " + (_counts(report.acks_suppressed) or "none"),
-        "Escalations:           " + (_counts(report.escalations) or "none"),
-    ]
-    return "\n".join(lines)
-
-
-def _counts(counts: dict) -> str:
-    return ", ".join(f"{key} {value}" for key, value in counts.items())
 
 
 def _iso(value: datetime | None) -> str | None:

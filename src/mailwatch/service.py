@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +29,9 @@ from mailwatch.pipeline.ingest import FolderContext
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
 from mailwatch.pipeline.threads import ticket_pattern
+from mailwatch.pipeline.weekly import Schedule, WeeklyReport, queue_weekly_report
 from mailwatch.policies import build_policies
+from mailwatch.reports import scope_for
 from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
@@ -238,6 +240,21 @@ class Service:
             policies = self.policies
             return queue_notice(session, policies.branding, policies.alert_recipients, self.templates, notice,
                                 self.clock())
+
+    def queue_weekly_report(self, now: datetime | None = None) -> int:
+        """Queue the weekly report email for each week due at `now` and not queued yet; how many weeks."""
+        report = self.settings.report
+        if not report.to or self.settings.smtp is None:
+            return 0
+        hour, minute = report.at_hour_minute
+        weekly = WeeklyReport(Schedule(report.weekday, time(hour, minute), self.settings.service.tz), report.to,
+                              self.policies.branding, lambda period: scope_for(self.settings, period))
+        try:
+            with self.db.session() as session:
+                return len(queue_weekly_report(session, weekly, now or self.clock()))
+        except IntegrityError:
+            log.info("weekly_report_conflict_skipped")  # another instance queued the same week first
+            return 0
 
     async def check_smtp(self) -> None:
         """Connect and log in to the SMTP server, or raise saying why not."""

@@ -83,6 +83,9 @@ class ClockedThread(Protocol):
     answered_via: str | None
     answered_by: str | None
     answered_auth: str | None
+    first_answered_at: datetime | None
+    first_answered_via: str | None
+    first_answered_by: str | None
 
 
 def first_deadline(received_at: datetime, policy: ClockPolicy) -> datetime:
@@ -214,6 +217,9 @@ def mark_answered(
     thread.answered_via = str(via)  # a plain string in the row, whatever the enum
     thread.answered_by = by
     thread.answered_auth = how
+    if thread.first_answered_at is None:
+        # Later clocks time later answers; the first response is measured once, on clock 1.
+        thread.first_answered_at, thread.first_answered_via, thread.first_answered_by = at, str(via), by
     thread.deadline_at = None
     thread.next_escalation_at = None
     seen_until = covers_until or at

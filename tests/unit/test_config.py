@@ -782,3 +782,20 @@ def test_check_warns_when_metrics_listen_beyond_loopback(write: Any, listen: str
     # /metrics and /healthz reveal mailbox names and errors: listening beyond loopback is said out loud.
     settings = load_settings(write(MINIMAL + f'\n[metrics]\nlisten = "{listen}"\n'), ENVIRON)
     assert any("metrics.listen" in w for w in settings.warnings) == warned
+
+
+def test_report_every_names_a_weekday_and_a_time(write: Any) -> None:
+    # "monday 08:00" reads as a schedule; "mondays at 8" is a mistake, not a silent default.
+    settings = load_settings(write(with_section('[report]\nto = ["lead@acme.example"]\nevery = "Friday 17:30"\n')), ENVIRON)
+    assert (settings.report.weekday, settings.report.at_hour_minute) == (4, (17, 30))
+    assert problems_in(write(with_section('[report]\nevery = "mondays at 8"\n'))) == [
+        "mailwatch.toml: report.every: not a weekday and a time such as \"monday 08:00\": 'mondays at 8'"
+    ]
+
+
+def test_smtp_missing_with_a_weekly_report_is_refused(write: Any) -> None:
+    # The weekly report is an email too.
+    text = MINIMAL.split("[smtp]")[0] + '[acknowledgment]\nenabled = false\n[report]\nto = ["lead@acme.example"]\n'
+    assert problems_in(write(text)) == [
+        "mailwatch.toml: smtp: required when [report] to names recipients of the weekly report"
+    ]

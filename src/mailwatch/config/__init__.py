@@ -19,6 +19,7 @@ from mailwatch.config.models import (
     MailboxSlaSettings,
     FaqEntry,
     FaqSettings,
+    ReportSettings,
     ImapSettings,
     LoggingSettings,
     MailboxSettings,
@@ -32,7 +33,7 @@ from mailwatch.config.secrets import MASK, PASSWORD_KEYS, Secret
 
 __all__ = [
     "AcknowledgmentSettings", "CalendarSettings", "MailboxServiceSettings", "MailboxSlaSettings", "PublicHolidays",
-    "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "EscalationStep", "FaqEntry", "FaqSettings",
+    "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "EscalationStep", "FaqEntry", "FaqSettings", "ReportSettings",
     "ImapSettings", "LoggingSettings", "MASK", "MailboxSettings", "MetricsSettings", "PASSWORD_KEYS", "Secret",
     "ServiceSettings", "Settings", "SlaSettings", "SmtpSettings", "default_config_path", "load_settings",
 ]

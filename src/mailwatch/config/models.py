@@ -367,6 +367,36 @@ class FaqSettings(Model):
     max_entries: Annotated[StrictInt, Field(ge=0)] = 3
 
 
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_EVERY = re.compile(r"(?P<day>[a-z]+)\s+(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)")
+
+
+class ReportSettings(Model):
+    """[report]: the weekly report email to team leads."""
+
+    to: tuple[EmailAddress, ...] = ()
+    every: StrictStr = "monday 08:00"  # weekday and time in service.timezone; the report covers the week before
+
+    @field_validator("every")
+    @classmethod
+    def _weekday_and_time(cls, value: str) -> str:
+        match = _EVERY.fullmatch(value.strip().lower())
+        if not match or match["day"] not in _WEEKDAYS:
+            raise problem(f"not a weekday and a time such as \"monday 08:00\": {value!r}")
+        return value
+
+    @property
+    def weekday(self) -> int:
+        """0 for Monday."""
+        return _WEEKDAYS.index(_EVERY.fullmatch(self.every.strip().lower())["day"])
+
+    @property
+    def at_hour_minute(self) -> tuple[int, int]:
+        """The local time of day the report goes out."""
+        match = _EVERY.fullmatch(self.every.strip().lower())
+        return int(match["hour"]), int(match["minute"])
+
+
 class LoggingSettings(Model):
     """[logging]: how log lines look and how many there are."""
 
@@ -407,7 +437,8 @@ class Settings(Model):
     calendars: tuple[CalendarSettings, ...] = Field(default=(), alias="calendar")
     sla: SlaSettings = SlaSettings()
     escalations: tuple[EscalationStep, ...] = Field(default=(), alias="escalation")
-    # Declared after acknowledgment and escalations: its check reads them.
+    report: ReportSettings = ReportSettings()
+    # Declared after acknowledgment, escalations and report: its check reads them.
     smtp: SmtpSettings | None = Field(default=None, validate_default=True)
     faq: FaqSettings = FaqSettings()
     logging: LoggingSettings = LoggingSettings()
@@ -505,6 +536,9 @@ class Settings(Model):
                  or any(mailbox.escalations for mailbox in mailboxes))
         if smtp is None and sends:
             raise problem("required when acknowledgments or escalations are enabled")
+        report = info.data.get("report")
+        if smtp is None and report is not None and report.to:
+            raise problem("required when [report] to names recipients of the weekly report")
         return smtp
 
     def mailbox(self, name: str) -> MailboxSettings:

@@ -1,5 +1,5 @@
 """The daemon's periodic work: the escalation sweep, Sent-folder syncs, outbox retries,
-housekeeping, and the sender task that drains the outbox whenever something wakes it.
+housekeeping, the weekly report, and the sender task that drains the outbox whenever something wakes it.
 
 Every job that decides something by the time takes `now` (arq's `run_cron(n)`): the
 scheduler passes the daemon's clock, tests pass any instant they like. APScheduler
@@ -28,6 +28,8 @@ log = structlog.get_logger(__name__)
 
 OUTBOX_RETRY_TICK = timedelta(seconds=5)  # how often deferred mail is looked at between wake-ups
 HOUSEKEEPING = timedelta(seconds=5)  # STATUS line, alerts for silent incidents
+# Is a weekly report due? One cheap query; the report is built only when it is.
+WEEKLY_REPORT_CHECK = timedelta(seconds=60)
 
 
 class Jobs:
@@ -46,6 +48,8 @@ class Jobs:
                             args=[mailbox])
         self._every(scheduler, "outbox-retries", self.wake_outbox, OUTBOX_RETRY_TICK, now + OUTBOX_RETRY_TICK)
         self._every(scheduler, "housekeeping", self._at_now(self.housekeeping), HOUSEKEEPING, now + HOUSEKEEPING)
+        if settings.report.to:
+            self._every(scheduler, "weekly-report", self._at_now(self.weekly_report), WEEKLY_REPORT_CHECK, now)
 
     @staticmethod
     def _every(scheduler: AsyncIOScheduler, job_id: str, job: Callable, interval: timedelta, first: datetime,
@@ -71,6 +75,17 @@ class Jobs:
         if report.emails:
             self.wake_outbox()
         return report
+
+    async def weekly_report(self, now: datetime) -> int:
+        """Queue the weekly report when a week is due at `now` (the decision is in pipeline/weekly.py)."""
+        try:
+            weeks = await asyncio.to_thread(self.daemon.service.queue_weekly_report, now)
+        except Exception as exc:  # noqa: BLE001 - the next check tries again
+            log.error("weekly_report_failed", error=str(exc))
+            return 0
+        if weeks:
+            self.wake_outbox()
+        return weeks
 
     async def sync_sent(self, mailbox: MailboxSettings) -> None:
         """The Sent folder, on a connection of its own so IDLE on the inbox goes on."""

@@ -76,6 +76,7 @@ class OutboxKind(StrEnum):
     ACK = "ack"
     ESCALATION = "escalation"
     ALERT = "alert"
+    REPORT = "report"  # the weekly report email to team leads
 
 
 class OutboxStatus(StrEnum):
@@ -125,6 +126,8 @@ class Thread(Base):
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
+        # Reports select threads by when they started.
+        Index("ix_threads_first_received_at", "first_received_at"),
         {"sqlite_autoincrement": True},
     )
 
@@ -143,6 +146,10 @@ class Thread(Base):
     answered_via: Mapped[str | None] = mapped_column(String(32))
     answered_by: Mapped[str | None] = mapped_column(String(320))
     answered_auth: Mapped[str | None] = mapped_column(String(32))  # how the answer was authenticated
+    # The first answer of clock 1, kept when the thread is reopened: the report's first response.
+    first_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_answered_via: Mapped[str | None] = mapped_column(String(32))
+    first_answered_by: Mapped[str | None] = mapped_column(String(320))
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -222,6 +229,9 @@ class OutboxMail(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Reports count a period's messages by time, kind and mailbox, and acks by outcome, from this index alone.
+Index("ix_messages_report", Message.received_at, Message.category, Message.mailbox, Message.folder,
+      Message.ack_outcome)
 Index("ix_outbox_kind_recipient_created", OutboxMail.kind, OutboxMail.recipient, OutboxMail.created_at)
 Index("ix_outbox_kind_created", OutboxMail.kind, OutboxMail.created_at)  # the hourly cap's count
 # The per-sender limit and a domain's hourly share: index ranges, not scans, even in a flood.
