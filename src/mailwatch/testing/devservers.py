@@ -42,7 +42,7 @@ ssl = yes
 ssl_cert = <{root}/tls/server.pem
 ssl_key = <{root}/tls/server.key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {user}
@@ -50,7 +50,7 @@ mail_location = maildir:{root}/mail/%u
 mail_uid = {user}
 mail_gid = {group}
 first_valid_uid = 0
-passdb {{
+{oauth2_passdb}passdb {{
   driver = static
   args = password={password}
 }}
@@ -70,6 +70,21 @@ service imap-login {{
 protocol imap {{
   mail_max_userip_connections = 1000
 }}
+"""
+# Bearer tokens are checked by asking an introspection endpoint (RFC 7662) over POST.
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
 """
 SERVICES_AS_USER = ("anvil", "auth", "auth-worker", "config", "dict", "imap", "indexer-worker", "log", "stats")
 
@@ -119,11 +134,13 @@ class Dovecot:
     password: str = "secret"
     host: str = "127.0.0.1"
     process: subprocess.Popen | None = None
+    oauth2_introspection_url: str | None = None  # also accept XOAUTH2 bearer tokens this endpoint knows
 
     @classmethod
-    def create(cls, root: Path | None = None) -> "Dovecot":
+    def create(cls, root: Path | None = None, oauth2_introspection_url: str | None = None) -> "Dovecot":
         root = Path(root or tempfile.mkdtemp(prefix="mailwatch-dovecot-"))
-        server = cls(root=root, port=free_port(), tls_port=free_port(), ca_file=make_tls_files(root / "tls"))
+        server = cls(root=root, port=free_port(), tls_port=free_port(), ca_file=make_tls_files(root / "tls"),
+                     oauth2_introspection_url=oauth2_introspection_url)
         server._write_config()
         return server
 
@@ -131,8 +148,13 @@ class Dovecot:
         user, group = self._run_as()
         for sub in ("run", "state", "mail"):
             (self.root / sub).mkdir(exist_ok=True)
+        oauth2 = self.oauth2_introspection_url
+        if oauth2:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(OAUTH2_CONF.format(url=oauth2))
         conf = DOVECOT_CONF.format(root=self.root, port=self.port, tls_port=self.tls_port,
-                                   user=user, group=group, password=self.password)
+                                   user=user, group=group, password=self.password,
+                                   mechanisms="plain login xoauth2 oauthbearer" if oauth2 else "plain login",
+                                   oauth2_passdb=OAUTH2_PASSDB.format(root=self.root) if oauth2 else "")
         conf += "".join(f"service {name} {{\n  user = {user}\n}}\n" for name in SERVICES_AS_USER)
         conf += "service anvil {\n  chroot =\n}\n"
         (self.root / "dovecot.conf").write_text(conf)
