@@ -29,7 +29,7 @@ from mailwatch.logs import configure_logging
 from mailwatch.metrics import Metrics, MetricsServer
 from mailwatch.notify import Notifier
 from mailwatch.pipeline.sync import FolderReport
-from mailwatch.service import Service, imap_session, open_imap, utcnow
+from mailwatch.service import Service, utcnow
 from mailwatch.watcher import MailboxWatcher, WatcherHooks
 
 log = structlog.get_logger(__name__)
@@ -138,7 +138,7 @@ class Daemon:
         self.scheduler.add_job(self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S)
 
     def _start_watchers(self) -> None:
-        hooks = WatcherHooks(connect=open_imap, sync=self._sync_inbox, synced=self._synced, failed=self._failed)
+        hooks = WatcherHooks(connect=self.service.open_imap, sync=self._sync_inbox, synced=self._synced, failed=self._failed)
         for mailbox in self.settings.mailboxes:
             watcher = MailboxWatcher(mailbox, hooks)
             self.watchers[mailbox.name] = watcher
@@ -165,7 +165,7 @@ class Daemon:
         self.metrics.imap_errors.labels(mailbox.name).inc()
         if isinstance(exc, AuthenticationError):
             log.error("imap_login_refused", mailbox=mailbox.name, error=str(exc),
-                      hint="check the password source, then `systemctl reload mailwatch`")
+                      hint=getattr(exc, "remedy", "check the password source, then `systemctl reload mailwatch`"))
         self._send_notice(self.health.failed(f"mailbox {mailbox.name}", str(exc), utcnow()))
         self._attempted(mailbox.name)
 
@@ -199,7 +199,7 @@ class Daemon:
     async def sync_sent(self, mailbox: MailboxSettings) -> None:
         """The Sent folder, on a connection of its own so IDLE on the inbox goes on."""
         def once() -> list[FolderReport]:
-            with imap_session(mailbox) as connection:
+            with self.service.imap_session(mailbox) as connection:
                 return self.service.sync_sent(connection, mailbox, self.threads_stop)
 
         try:

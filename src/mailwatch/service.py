@@ -5,6 +5,7 @@
 """
 
 import asyncio
+import dataclasses
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,9 @@ from mailwatch.errors import PermanentError, TransientError
 from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
+from mailwatch.oauth2.signins import imap_sign_in, smtp_sign_in
+from mailwatch.oauth2.store import TokenStore
+from mailwatch.oauth2.tokens import Bearer, SignIn
 from mailwatch.pipeline.acks import Acknowledger, sample_context
 from mailwatch.pipeline.alerts import notice_context, queue_notice, sample_notice
 from mailwatch.pipeline.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
@@ -58,29 +62,42 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(initial=smtp.retry_initial, maximum=smtp.retry_max, give_up_after=smtp.give_up_after)
 
 
-def imap_endpoint(mailbox: MailboxSettings) -> ImapEndpoint:
+def imap_endpoint(mailbox: MailboxSettings, sign_in: SignIn | None = None) -> ImapEndpoint:
     imap = mailbox.imap
     return ImapEndpoint(
         host=imap.host, port=imap.port, security=imap.security, username=imap.username,
         timeout_s=imap.timeout.total_seconds(), ca_file=imap.ca_file,
+        auth_hint=sign_in.remedy if sign_in else "",
     )
 
 
-def open_imap(mailbox: MailboxSettings) -> ImapConnection:
-    """A logged-in connection to a mailbox's IMAP server."""
-    connection = ImapConnection(imap_endpoint(mailbox), mailbox.imap.password.reveal())
+def open_imap(mailbox: MailboxSettings, sign_in: SignIn | None = None) -> ImapConnection:
+    """A logged-in connection to a mailbox's IMAP server (XOAUTH2 when given its sign-in)."""
+    if sign_in is not None:
+        connection = ImapConnection(imap_endpoint(mailbox, sign_in), bearer=Bearer(sign_in, utcnow))
+    else:
+        connection = ImapConnection(imap_endpoint(mailbox), mailbox.imap.password.reveal())
     connection.open()
     return connection
 
 
 @contextmanager
-def imap_session(mailbox: MailboxSettings) -> Iterator[ImapConnection]:
+def imap_session(mailbox: MailboxSettings, sign_in: SignIn | None = None) -> Iterator[ImapConnection]:
     """A logged-in connection, logged out afterwards whatever happens."""
-    connection = open_imap(mailbox)
+    connection = open_imap(mailbox, sign_in)
     try:
         yield connection
     finally:
         connection.close()
+
+
+def _async_bearer(bearer: Bearer):
+    # The token store and the token endpoint block: keep them off the event loop.
+    async def token(refused: bool) -> str:
+        value, _expires_at = await asyncio.to_thread(bearer, refused)
+        return value
+
+    return token
 
 
 class Service:
@@ -104,6 +121,7 @@ class Service:
         self.escalator = Escalator(settings, self.templates, self.policy) if settings.smtp else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
+        self.tokens = TokenStore(db)
 
     def _own_domains(self) -> set[str]:
         domains = {address.rsplit("@", 1)[-1] for address in self.settings.own_addresses}
@@ -118,7 +136,23 @@ class Service:
                                 timeout_s=smtp.timeout.total_seconds(), ca_file=smtp.ca_file)
         if self._smtp_tls is None and smtp.security != "none":
             self._smtp_tls = tls_context(smtp.ca_file)  # one CA store load, not one per connection
+        sign_in = smtp_sign_in(self.settings, self.tokens)
+        if sign_in is not None:
+            endpoint = dataclasses.replace(endpoint, auth_hint=sign_in.remedy)
+            return SmtpSender(endpoint, tls_context=self._smtp_tls, bearer=_async_bearer(Bearer(sign_in, utcnow)))
         return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None, self._smtp_tls)
+
+    def imap_sign_in(self, mailbox: MailboxSettings) -> SignIn | None:
+        """The OAuth2 sign-in a mailbox logs in with, if any."""
+        return imap_sign_in(mailbox, self.tokens)
+
+    def open_imap(self, mailbox: MailboxSettings) -> ImapConnection:
+        """A logged-in connection to the mailbox, by password or by its OAuth2 sign-in."""
+        return open_imap(mailbox, self.imap_sign_in(mailbox))
+
+    def imap_session(self, mailbox: MailboxSettings):
+        """`imap_session` with the mailbox's OAuth2 sign-in, if it has one."""
+        return imap_session(mailbox, self.imap_sign_in(mailbox))
 
     def prepare(self, exclusive: bool = False) -> None:
         """Create or check the schema and align stored escalation times with the config.
@@ -163,7 +197,7 @@ class Service:
 
     def sync_mailbox(self, mailbox: MailboxSettings) -> list[FolderReport]:
         """Sync a mailbox's watched folder and Sent folder (blocking: runs in a thread)."""
-        with imap_session(mailbox) as connection:
+        with self.imap_session(mailbox) as connection:
             return [self.sync_inbox(connection, mailbox), *self.sync_sent(connection, mailbox)]
 
     def sync_inbox(self, connection: ImapConnection, mailbox: MailboxSettings,

@@ -1,5 +1,8 @@
 """Which OAuth2 sign-ins the configuration names, and what to run when one needs a person."""
 
+from collections.abc import Callable
+from datetime import datetime
+
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.oauth2.store import TokenStore
 from mailwatch.oauth2.tokens import SignIn
@@ -40,3 +43,22 @@ def all_sign_ins(settings: Settings, store: TokenStore) -> list[SignIn]:
         if sign_in is not None:
             unique.setdefault(sign_in.key, sign_in)
     return list(unique.values())
+
+
+def describe(sign_in: SignIn, now: datetime, show_time: Callable[[datetime], str]) -> tuple[bool, str]:
+    """(usable, words for people): who is signed in and since when, or what to run."""
+    seen = sign_in.current()
+    if seen is None:
+        if sign_in.app_only:
+            return True, f"app-only ({sign_in.provider_name}), no token fetched yet"
+        return False, f"not signed in; {sign_in.remedy}"
+    if seen.failure:
+        return False, f"sign-in failed {show_time(seen.failed_at or now)}: {seen.failure}; {sign_in.remedy}"
+    who = seen.account or "(the provider did not say who)"
+    refreshed = show_time(seen.refreshed_at or seen.signed_in_at)
+    text = f"signed in as {who}, refreshed {refreshed}"
+    if seen.access_expires_at is not None:
+        text += f", access token valid until {show_time(seen.access_expires_at)}"
+    if not sign_in.app_only and seen.refresh_token is None:
+        return False, text + f", but no refresh token is stored; {sign_in.remedy}"
+    return True, text

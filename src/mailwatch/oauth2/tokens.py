@@ -7,6 +7,8 @@ can mend (revoked, expired, consent withdrawn, client secret expired) raises
 remembered, so retries do not hammer the provider until someone signs in again.
 """
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +25,9 @@ log = structlog.get_logger(__name__)
 
 # Refresh this long before expiry (or a quarter of a short lifetime), so no command meets a dead token.
 REFRESH_AHEAD = timedelta(minutes=5)
+# After invalid_grant, how long to look for another instance's refresh (the usual cause with rotation).
+RACE_GRACE_POLLS = 10
+RACE_GRACE_POLL_S = 0.2
 # The server is busy, not refusing: try again later like any network trouble.
 _PASSING_ERRORS = frozenset({"temporarily_unavailable", "server_error", "slow_down"})
 
@@ -121,18 +126,27 @@ class SignIn:
     def _after_refusal(self, exc: ProviderError, seen: StoredSignIn | None, now: datetime) -> AccessToken:
         if exc.error in _PASSING_ERRORS:
             raise TransientError(f"{self.label}: {self.provider_name} is busy ({exc.code}); retrying") from None
-        # A rotated refresh token is spent once used: if another instance used ours first, take its result.
-        newer = self.current()
-        if seen is not None and newer is not None and newer.version != seen.version:
-            token = usable(newer, now, None)
-            if token is not None:
-                log.info("oauth2_refresh_lost_race", sign_in=self.key, version=seen.version)
-                return token
+        token = self._winners_token(seen, now) if exc.error == "invalid_grant" and seen is not None else None
+        if token is not None:
+            return token
         failure = f"{exc.code}: {_first_sentence(exc.description)}" if exc.description else exc.code
         if seen is not None:
             self.store.failed(seen, failure, now)
         log.error("oauth2_sign_in_refused", sign_in=self.key, code=exc.code, hint=self.remedy)
         raise self._required(failure, exc.code)
+
+    def _winners_token(self, seen: StoredSignIn, now: datetime) -> AccessToken | None:
+        """A rotated refresh token is spent once used: if another instance used ours first, take its result.
+
+        Its answer may reach it a moment after ours reached us, so give its write a moment to land.
+        """
+        for _ in range(RACE_GRACE_POLLS):
+            newer = self.current()
+            if newer is not None and newer.version != seen.version:
+                log.info("oauth2_refresh_lost_race", sign_in=self.key, version=seen.version)
+                return usable(newer, now, None)
+            time.sleep(RACE_GRACE_POLL_S)
+        return None
 
     def _newer_than(self, seen: StoredSignIn, now: datetime) -> AccessToken:
         newer = self.current()
@@ -162,3 +176,23 @@ def usable(seen: StoredSignIn, now: datetime, refused: AccessToken | None) -> Ac
 def _first_sentence(description: str) -> str:
     # Microsoft appends trace and correlation ids on further lines: useful in its portal, noise here.
     return description.splitlines()[0].strip() if description else ""
+
+
+class Bearer:
+    """A sign-in as the IMAP and SMTP adapters want it: `bearer(refused) -> (token, expires_at)`.
+
+    It remembers the token it handed out, so that "refused" can name the one to replace.
+    """
+
+    def __init__(self, sign_in: SignIn, clock: Callable[[], datetime]) -> None:
+        self.sign_in = sign_in
+        self.clock = clock
+        self._given: AccessToken | None = None
+
+    def __repr__(self) -> str:
+        return f"Bearer({self.sign_in.key!r})"
+
+    def __call__(self, refused: bool) -> tuple[str, datetime]:
+        token = self.sign_in.access_token(self.clock(), self._given if refused else None)
+        self._given = token
+        return token.value.reveal(), token.expires_at
