@@ -303,3 +303,49 @@ def test_sign_in_required_is_raised_with_code_and_remedy(oauth, oauth_config):
         service.open_imap(settings.mailboxes[0])
     assert oauth.count("refresh_token") == asked
     service.db.dispose()
+
+
+def count_logged(path: Path, mailbox: str) -> int:
+    settings = load_settings(path)
+    db = Database(settings.service.database)
+    with db.engine.connect() as connection:
+        count = connection.exec_driver_sql(f"SELECT count(*) FROM messages WHERE mailbox = '{mailbox}'").scalar()
+    db.dispose()
+    return count
+
+
+@SQLITE_ONLY
+def test_daemon_outlives_its_tokens_alerts_once_on_revocation_and_recovers_on_login(
+        oauth, oauth_config, oauth_dovecot, imap_user, smtp_sink, daemon, capsys):
+    # Tokens die during IDLE: reconnect, nothing lost. Revoked: one alert naming the code and the
+    # command while a password mailbox goes on; `mailwatch login` again: recovered, no restart.
+    oauth.state.access_lifetime_s = 4.0
+    sales = f"{imap_user}-sales"
+    path = oauth_config(sink=smtp_sink, smtp_oauth2=False, alert_after="2s",
+                        extra=PASSWORD_MAILBOX.format(port=oauth_dovecot.port, user=sales))
+    assert login(path, "support") == 0
+    running = daemon(path)
+    running.wait_for_event("mailbox_watching")
+    time.sleep(5)  # past the first token's life
+    oauth_dovecot.append(imap_user, customer_mail(1))
+    assert wait_until(lambda: count_logged(path, "support") == 1, timeout_s=10)
+    assert oauth.count("refresh_token") >= 1
+    # Logged in again with a fresh token before the old one died (Dovecot itself would not drop us).
+    assert len(running.events("mailbox_watching")) >= 3  # support twice or more, sales once
+
+    oauth.revoke_all()
+    assert wait_until(lambda: len(smtp_sink.to("ops@acme.example")) == 1, timeout_s=20)
+    oauth_dovecot.append(sales, customer_mail(2))
+    assert wait_until(lambda: count_logged(path, "sales") == 1, timeout_s=10)
+    time.sleep(6)  # a housekeeping round or two: still exactly one alert
+    (alert,) = smtp_sink.to("ops@acme.example")
+    body = alert.message.get_body(("plain",)).get_content()
+    assert "mailbox support" in alert.message["Subject"]
+    assert "invalid_grant (AADSTS70000)" in body and "run `mailwatch login support`" in body
+
+    assert login(path, "support") == 0
+    assert wait_until(lambda: len(smtp_sink.to("ops@acme.example")) == 2, timeout_s=20)
+    assert "RECOVERED" in smtp_sink.to("ops@acme.example")[1].message["Subject"]
+    oauth_dovecot.append(imap_user, customer_mail(3))
+    assert wait_until(lambda: count_logged(path, "support") == 2, timeout_s=10)
+    assert running.stop()[0] == 0
