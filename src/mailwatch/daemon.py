@@ -220,7 +220,15 @@ class Daemon:
     def status_line(self) -> str:
         failing = [incident.component for incident in self.health.failing()]
         text = f"logged {self.stats['logged']}, sent {self.stats['sent']}, escalated {self.stats['escalated']}"
-        return text + (f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK")
+        text += f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK"
+        return text + "".join(f"; {problem}" for problem in self._sign_in_problems())
+
+    def _sign_in_problems(self) -> list[str]:
+        # An SMTP sign-in that died cannot mail its own alert: say so wherever else we can.
+        try:
+            return self.service.sign_in_problems()
+        except Exception:  # noqa: BLE001 - a status line must never fail
+            return []
 
     # -- background tasks ---------------------------------------------------------------
 
@@ -259,7 +267,7 @@ class Daemon:
             last = self.health.last_ok(f"mailbox {mailbox.name}")
             if last is None or now - last > UNHEALTHY_AFTER_POLLS * mailbox.poll_interval:
                 problems.append(f"mailbox {mailbox.name} not synced since {last.isoformat() if last else 'start'}")
-        return problems
+        return problems + self._sign_in_problems()
 
     # -- reload ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from mailwatch.errors import PermanentError, TransientError
 from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
-from mailwatch.oauth2.signins import imap_sign_in, smtp_sign_in
+from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
 from mailwatch.oauth2.store import TokenStore
 from mailwatch.oauth2.tokens import Bearer, SignIn
 from mailwatch.pipeline.acks import Acknowledger, sample_context
@@ -141,6 +141,15 @@ class Service:
             endpoint = dataclasses.replace(endpoint, auth_hint=sign_in.remedy)
             return SmtpSender(endpoint, tls_context=self._smtp_tls, bearer=_async_bearer(Bearer(sign_in, utcnow)))
         return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None, self._smtp_tls)
+
+    def sign_in_problems(self) -> list[str]:
+        """OAuth2 sign-ins that need a person, each with what to run (for /healthz and systemctl status)."""
+        problems = []
+        for sign_in in all_sign_ins(self.settings, self.tokens):
+            ok, text = describe(sign_in, self.clock(), lambda value: value.isoformat(timespec="seconds"))
+            if not ok:
+                problems.append(f"{sign_in.label}: {text}")
+        return problems
 
     def imap_sign_in(self, mailbox: MailboxSettings) -> SignIn | None:
         """The OAuth2 sign-in a mailbox logs in with, if any."""

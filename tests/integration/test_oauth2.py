@@ -17,9 +17,9 @@ from mailwatch.errors import SignInRequired
 from mailwatch.oauth2.signins import imap_sign_in
 from mailwatch.oauth2.store import TokenStore
 from mailwatch.service import Service, utcnow
-from mailwatch.testing.devservers import Dovecot, SmtpSink
+from mailwatch.testing.devservers import Dovecot, SmtpSink, free_port
 from mailwatch.testing.oauthserver import OAuthServer
-from tests.integration.test_daemon import daemon, wait_until  # noqa: F401 - daemon is a fixture
+from tests.integration.test_daemon import _get, daemon, wait_until  # noqa: F401 - daemon is a fixture
 from tests.mailfactory import customer_mail
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -348,4 +348,27 @@ def test_daemon_outlives_its_tokens_alerts_once_on_revocation_and_recovers_on_lo
     assert "RECOVERED" in smtp_sink.to("ops@acme.example")[1].message["Subject"]
     oauth_dovecot.append(imap_user, customer_mail(3))
     assert wait_until(lambda: count_logged(path, "support") == 2, timeout_s=10)
+    assert running.stop()[0] == 0
+
+
+@SQLITE_ONLY
+def test_an_smtp_sign_in_that_is_missing_shows_in_healthz_until_login(
+        oauth, oauth_config, oauth_dovecot, imap_user, xoauth2_sink, daemon):
+    # SMTP cannot mail its own alert: /healthz names it and the command; after login the ack goes out.
+    port = free_port()
+    path = oauth_config(sink=xoauth2_sink, smtp_oauth2=False, extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    body = path.read_text().replace('retry_max = "1s"\n', f'retry_max = "1s"\nusername = "{imap_user}"\n'
+                                    f'auth = "oauth2"\n[smtp.oauth2]\nprovider = "custom"\n'
+                                    f'client_id = "{oauth.state.client_id}"\ntoken_url = "{oauth.token_url}"\n'
+                                    f'device_authorization_url = "{oauth.device_url}"\n')
+    path.write_text(body)
+    assert login(path, "support") == 0
+    oauth_dovecot.append(imap_user, customer_mail(1))
+    running = daemon(path)
+    assert wait_until(lambda: _get(port, "/healthz")[0] == 503, timeout_s=15)
+    assert "smtp: not signed in; run `mailwatch login --smtp`" in _get(port, "/healthz")[1]
+    assert xoauth2_sink.received == []
+    assert login(path, "--smtp") == 0
+    assert wait_until(lambda: len(xoauth2_sink.received) == 1, timeout_s=20)
+    assert wait_until(lambda: _get(port, "/healthz")[0] == 200, timeout_s=10)
     assert running.stop()[0] == 0
