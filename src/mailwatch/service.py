@@ -9,7 +9,7 @@ import dataclasses
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -159,7 +159,7 @@ class Service:
         """A logged-in connection to the mailbox, by password or by its OAuth2 sign-in."""
         return open_imap(mailbox, self.imap_sign_in(mailbox))
 
-    def imap_session(self, mailbox: MailboxSettings):
+    def imap_session(self, mailbox: MailboxSettings) -> AbstractContextManager[ImapConnection]:
         """`imap_session` with the mailbox's OAuth2 sign-in, if it has one."""
         return imap_session(mailbox, self.imap_sign_in(mailbox))
 
