@@ -4,6 +4,9 @@ The provider is the "microsoft" preset with its URLs pointed at the local server
 these tests run the very requests a real tenant gets; only the URLs differ.
 """
 
+import asyncio
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -372,3 +375,35 @@ def test_an_smtp_sign_in_that_is_missing_shows_in_healthz_until_login(
     assert wait_until(lambda: len(xoauth2_sink.received) == 1, timeout_s=20)
     assert wait_until(lambda: _get(port, "/healthz")[0] == 200, timeout_s=10)
     assert running.stop()[0] == 0
+
+
+def test_smtp_refused_token_is_refreshed_once_and_retried(oauth, oauth_config, xoauth2_sink):
+    # The SMTP server turns down a token we thought valid: one refresh, one retry, logged in.
+    path = oauth_config(sink=xoauth2_sink)
+    assert login(path, "support") == 0
+    oauth.expire_access_tokens()
+    settings = load_settings(path)
+    service = Service(settings, Database(settings.service.database))
+    asyncio.run(service.check_smtp())
+    assert (xoauth2_sink.handler.refused_logins, len(xoauth2_sink.handler.logins)) == (1, 1)
+    assert oauth.count("refresh_token") == 1
+    service.db.dispose()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_two_processes_on_postgresql_refreshing_at_once_both_poll(oauth, oauth_config, oauth_dovecot, imap_user):
+    # Two `mailwatch poll` processes meet a spent access token together: both read the mailbox.
+    path = oauth_config()
+    assert login(path, "support") == 0
+    oauth_dovecot.append(imap_user, customer_mail(1))
+    _expire_soon(path)
+    oauth.state.token_delay_s = 0.5  # both refresh requests are in flight together
+    command = [sys.executable, "-m", "mailwatch.cli", "--config", str(path), "poll"]
+    polls = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [poll.communicate(timeout=60) for poll in polls]
+    assert [poll.returncode for poll in polls] == [0, 0], [err.decode()[-800:] for _out, err in results]
+    assert oauth.count("refresh_token") == 2
+    assert sum(b'"oauth2_refresh_lost_race"' in err for _out, err in results) == 1  # and it used the winner's
+    db = Database(load_settings(path).service.database)
+    assert TokenStore(db).load("mailbox:support").refresh_token.reveal() in oauth.state.refresh
+    db.dispose()
