@@ -88,6 +88,9 @@ def test_the_client_secret_never_shows_in_reprs_dumps_or_errors(write: Any) -> N
     assert oauth2.client_secret.reveal() == CLIENT_SECRET
     shown = repr(settings) + str(settings.model_dump()) + settings.model_dump_json()
     assert CLIENT_SECRET not in shown
+    assert settings.warnings == ("mailwatch.toml: mailbox[0].imap.oauth2.client_secret: a plain client secret in "
+                                 "the config file; prefer client_secret_file, client_secret_env or "
+                                 "client_secret_credential",)
     broken = text.replace('provider = "microsoft"', 'provider = "yahoo"')
     assert CLIENT_SECRET not in "\n".join(problems_in(write(broken)))
 
