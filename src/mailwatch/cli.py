@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from mailwatch import __version__, daemon
+from mailwatch.clock import system_clock
 from mailwatch.config import Settings, default_config_path, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
@@ -21,13 +22,14 @@ from mailwatch.db.queries import list_threads
 from mailwatch.durations import format_duration, rounded
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
+from mailwatch.policies import ticket_label
 from mailwatch.report import Report, build_report
 from mailwatch.oauth2.client import DeviceCode
 from mailwatch.oauth2.device import DeviceFlowEnded, device_login
 from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
 from mailwatch.oauth2.store import TokenStore
 from mailwatch.oauth2.tokens import SignIn
-from mailwatch.service import Service, utcnow
+from mailwatch.service import Service
 from mailwatch.sla import human_time
 
 log = structlog.get_logger(__name__)
@@ -108,7 +110,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     db = Database(settings.service.database)
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     problems = service.check_templates()
     if problems:
         print("\n".join(problems), file=sys.stderr)
@@ -138,7 +140,7 @@ def check_sign_ins(settings: Settings, store: TokenStore, schema_current: bool =
     usable = True
     for sign_in in all_sign_ins(settings, store):
         if schema_current:
-            ok, text = describe(sign_in, utcnow(), lambda value: human_time(value, settings.service.tz))
+            ok, text = describe(sign_in, system_clock(), lambda value: human_time(value, settings.service.tz))
         else:  # no token table yet, so nobody has signed in
             ok, text = sign_in.app_only, "not signed in" + ("" if sign_in.app_only else f"; {sign_in.remedy}")
         print(f"{sign_in.label}: {text}", file=sys.stdout if ok else sys.stderr)
@@ -157,13 +159,13 @@ def cmd_login(settings: Settings, args: argparse.Namespace) -> int:
         print(f"mailwatch login: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if sign_in.app_only:
-        token = sign_in.access_token(utcnow())
+        token = sign_in.access_token(system_clock())
         print(f"{sign_in.label}: app-only sign-in needs no login; a token was fetched, valid until "
               f"{human_time(token.expires_at, settings.service.tz)}")
         return EXIT_OK
     try:
         grant = device_login(sign_in, lambda device: show_device_code(sign_in, device, settings),
-                             utcnow, time_module.sleep)
+                             system_clock, time_module.sleep)
     except DeviceFlowEnded as exc:
         print(f"mailwatch login: {exc}", file=sys.stderr)
         return EXIT_DECLINED if exc.outcome == "denied" else EXIT_EXPIRED
@@ -221,7 +223,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     lock = lock_sqlite(settings.service.database)
-    service = Service(settings, Database(settings.service.database))
+    service = Service(settings, Database(settings.service.database), system_clock)
     service.prepare(exclusive=lock is not None)
     report = asyncio.run(service.run_once())
     print(f"logged {report.logged} new messages, escalated {len(report.sweep.escalated)} steps, "
@@ -238,21 +240,21 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([thread_json(thread) for thread in threads], indent=2))
     else:
-        print(threads_table(threads, settings, utcnow()))
+        print(threads_table(threads, settings, system_clock()))
     return EXIT_OK
 
 
 def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     status = service.set_thread_status(args.ticket, args.action)
-    print(f"{settings.service.ticket_prefix}{args.ticket}: {status}")
+    print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {status}")
     return EXIT_OK
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
-    now = utcnow()
+    now = system_clock()
     since = (datetime.combine(args.since, time(), settings.service.tz) if args.since
              else now - timedelta(days=7))
     with db.session() as session:
@@ -318,7 +320,7 @@ def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime) 
     for thread in threads:
         left = format_left(thread.deadline_at - now) if thread.deadline_at else "-"
         rows.append((
-            f"{settings.service.ticket_prefix}{thread.id}", thread.status,
+            ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
             thread.first_received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
             thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if thread.deadline_at else "-",
             left, str(thread.message_count), thread.customer_address, thread.subject[:60],

@@ -8,14 +8,14 @@ import asyncio
 import dataclasses
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 
+from mailwatch.clock import Clock
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
@@ -33,16 +33,13 @@ from mailwatch.pipeline.ingest import FolderContext
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
 from mailwatch.pipeline.threads import ticket_pattern
-from mailwatch.sla import AnsweredVia, ClockPolicy, close_thread, mark_answered, reopen_thread
+from mailwatch.policies import build_policies
+from mailwatch.sla import AnsweredVia, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
 
 log = structlog.get_logger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -62,19 +59,19 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(initial=smtp.retry_initial, maximum=smtp.retry_max, give_up_after=smtp.give_up_after)
 
 
-def imap_endpoint(mailbox: MailboxSettings, sign_in: SignIn | None = None) -> ImapEndpoint:
+def imap_endpoint(mailbox: MailboxSettings, bearer: Bearer | None = None) -> ImapEndpoint:
     imap = mailbox.imap
     return ImapEndpoint(
         host=imap.host, port=imap.port, security=imap.security, username=imap.username,
         timeout_s=imap.timeout.total_seconds(), ca_file=imap.ca_file,
-        auth_hint=sign_in.remedy if sign_in else "",
+        auth_hint=bearer.sign_in.remedy if bearer else "",
     )
 
 
-def open_imap(mailbox: MailboxSettings, sign_in: SignIn | None = None) -> ImapConnection:
-    """A logged-in connection to a mailbox's IMAP server (XOAUTH2 when given its sign-in)."""
-    if sign_in is not None:
-        connection = ImapConnection(imap_endpoint(mailbox, sign_in), bearer=Bearer(sign_in, utcnow))
+def open_imap(mailbox: MailboxSettings, bearer: Bearer | None = None) -> ImapConnection:
+    """A logged-in connection to a mailbox's IMAP server (XOAUTH2 when given its sign-in's bearer)."""
+    if bearer is not None:
+        connection = ImapConnection(imap_endpoint(mailbox, bearer), bearer=bearer)
     else:
         connection = ImapConnection(imap_endpoint(mailbox), mailbox.imap.password.reveal())
     connection.open()
@@ -82,9 +79,9 @@ def open_imap(mailbox: MailboxSettings, sign_in: SignIn | None = None) -> ImapCo
 
 
 @contextmanager
-def imap_session(mailbox: MailboxSettings, sign_in: SignIn | None = None) -> Iterator[ImapConnection]:
+def imap_session(mailbox: MailboxSettings, bearer: Bearer | None = None) -> Iterator[ImapConnection]:
     """A logged-in connection, logged out afterwards whatever happens."""
-    connection = open_imap(mailbox, sign_in)
+    connection = open_imap(mailbox, bearer)
     try:
         yield connection
     finally:
@@ -103,22 +100,24 @@ def _async_bearer(bearer: Bearer):
 class Service:
     """Everything mailwatch does, one pass at a time."""
 
-    def __init__(self, settings: Settings, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, db: Database, clock: Clock) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
+        self.policies = policies = build_policies(settings)
         self.identity = Identity(
             own_addresses=settings.own_addresses,
             staff=tuple(settings.service.staff),
             own_message_id_domains=frozenset(self._own_domains()),
         )
-        sla = settings.sla
-        self.policy = ClockPolicy(sla.first_response, sla.next_response, tuple(s.after for s in settings.escalations))
+        self.policy = policies.clock
         self.ticket_tag = ticket_pattern(settings.service.ticket_prefix)
         self.templates = Templates(settings.service.templates)
         self.folders = FolderSync(db, clock)
-        self.acknowledger = Acknowledger(settings, self.templates, self.ticket_tag) if settings.smtp else None
-        self.escalator = Escalator(settings, self.templates, self.policy) if settings.smtp else None
+        sends = settings.smtp is not None
+        self.acknowledger = (
+            Acknowledger(policies.ack, policies.branding, self.templates, self.ticket_tag) if sends else None)
+        self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
         self.tokens = TokenStore(db)
@@ -139,7 +138,7 @@ class Service:
         sign_in = smtp_sign_in(self.settings, self.tokens)
         if sign_in is not None:
             endpoint = dataclasses.replace(endpoint, auth_hint=sign_in.remedy)
-            return SmtpSender(endpoint, tls_context=self._smtp_tls, bearer=_async_bearer(Bearer(sign_in, utcnow)))
+            return SmtpSender(endpoint, tls_context=self._smtp_tls, bearer=_async_bearer(Bearer(sign_in, self.clock)))
         return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None, self._smtp_tls)
 
     def sign_in_problems(self) -> list[str]:
@@ -157,11 +156,15 @@ class Service:
 
     def open_imap(self, mailbox: MailboxSettings) -> ImapConnection:
         """A logged-in connection to the mailbox, by password or by its OAuth2 sign-in."""
-        return open_imap(mailbox, self.imap_sign_in(mailbox))
+        return open_imap(mailbox, self._imap_bearer(mailbox))
 
     def imap_session(self, mailbox: MailboxSettings) -> AbstractContextManager[ImapConnection]:
         """`imap_session` with the mailbox's OAuth2 sign-in, if it has one."""
-        return imap_session(mailbox, self.imap_sign_in(mailbox))
+        return imap_session(mailbox, self._imap_bearer(mailbox))
+
+    def _imap_bearer(self, mailbox: MailboxSettings) -> Bearer | None:
+        sign_in = self.imap_sign_in(mailbox)
+        return Bearer(sign_in, self.clock) if sign_in is not None else None
 
     def prepare(self, exclusive: bool = False) -> None:
         """Create or check the schema and align stored escalation times with the config.
@@ -245,14 +248,16 @@ class Service:
         now = self.clock()
         return self.templates.check({
             "ack": sample_context(self.acknowledger, now),
-            "escalation": sample_escalation_context(self.escalator, now),
-            "alert": notice_context(self.settings, sample_notice(now)),
+            "escalation": sample_escalation_context(self.escalator, self.settings.mailboxes[0].name, now),
+            "alert": notice_context(self.policies.branding, sample_notice(now)),
         })
 
     def queue_notice(self, notice: Notice) -> int:
         """Queue an alert or recovery email about mailwatch itself."""
         with self.db.session() as session:
-            return queue_notice(session, self.settings, self.templates, notice, self.clock())
+            policies = self.policies
+            return queue_notice(session, policies.branding, policies.alert_recipients, self.templates, notice,
+                                self.clock())
 
     async def check_smtp(self) -> None:
         """Connect and log in to the SMTP server, or raise saying why not."""

@@ -19,7 +19,8 @@ from mailwatch.db.engine import Database
 from mailwatch.errors import SignInRequired
 from mailwatch.oauth2.signins import imap_sign_in
 from mailwatch.oauth2.store import TokenStore
-from mailwatch.service import Service, utcnow
+from mailwatch.clock import system_clock
+from mailwatch.service import Service
 from mailwatch.testing.devservers import Dovecot, SmtpSink, free_port
 from mailwatch.testing.oauthserver import OAuthServer
 from tests.integration.test_daemon import _get, daemon, wait_until  # noqa: F401 - daemon is a fixture
@@ -268,7 +269,7 @@ def test_two_instances_refreshing_at_once_both_keep_working(oauth, oauth_config,
     for _round in range(2):
         _expire_soon(path)
         results: list = [None, None]
-        now = utcnow()
+        now = system_clock()
 
         def refresh(index: int) -> None:
             try:
@@ -295,10 +296,10 @@ def test_sign_in_required_is_raised_with_code_and_remedy(oauth, oauth_config):
     oauth.revoke_all()
     _expire_soon(path)
     settings = load_settings(path)
-    service = Service(settings, Database(settings.service.database))
+    service = Service(settings, Database(settings.service.database), system_clock)
     sign_in = service.imap_sign_in(settings.mailboxes[0])
     with pytest.raises(SignInRequired) as caught:
-        sign_in.access_token(utcnow())
+        sign_in.access_token(system_clock())
     assert caught.value.code == "invalid_grant (AADSTS70000)"
     assert caught.value.remedy == "run `mailwatch login support`"
     asked = oauth.count("refresh_token")
@@ -383,7 +384,7 @@ def test_smtp_refused_token_is_refreshed_once_and_retried(oauth, oauth_config, x
     assert login(path, "support") == 0
     oauth.expire_access_tokens()
     settings = load_settings(path)
-    service = Service(settings, Database(settings.service.database))
+    service = Service(settings, Database(settings.service.database), system_clock)
     asyncio.run(service.check_smtp())
     assert (xoauth2_sink.handler.refused_logins, len(xoauth2_sink.handler.logins)) == (1, 1)
     assert oauth.count("refresh_token") == 1
