@@ -397,8 +397,9 @@ def test_two_processes_on_postgresql_refreshing_at_once_both_poll(oauth, oauth_c
     path = oauth_config()
     assert login(path, "support") == 0
     oauth_dovecot.append(imap_user, customer_mail(1))
+    assert poll(path) == 0  # the folder's row exists: two first syncs at once would race on it, not on tokens
     _expire_soon(path)
-    oauth.state.token_delay_s = 0.5  # both refresh requests are in flight together
+    oauth.state.token_delay_s = 2.0  # both refresh requests are in flight together, even on a busy machine
     command = [sys.executable, "-m", "mailwatch.cli", "--config", str(path), "poll"]
     polls = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     results = [poll.communicate(timeout=60) for poll in polls]
