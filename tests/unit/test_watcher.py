@@ -6,7 +6,7 @@ so nothing sleeps.
 
 import random
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from structlog.testing import capture_logs
@@ -19,10 +19,11 @@ from mailwatch.daemon.watchers import (
     MailboxWatcher,
     WatcherHooks,
 )
-from mailwatch.errors import AuthenticationError, TransientError
+from mailwatch.errors import AuthenticationError, SignInRequired, TransientError
 from mailwatch.pipeline.sync import FolderReport
 
 MAILBOX = SimpleNamespace(name="support", idle=True, poll_interval=timedelta(seconds=60))
+T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # what the watcher's clock says
 
 
 class RecordingStop(threading.Event):
@@ -51,6 +52,9 @@ class FakeConnection:
 
     def idle_wait(self, timeout_s: float, stop: threading.Event) -> None:
         self.idle_waits.append(timeout_s)
+
+    def credentials_expiring(self, now) -> bool:
+        return False  # a password login: it never expires
 
     def close(self) -> None:
         self.closed = True
@@ -85,7 +89,7 @@ class Script:
 
     def hooks(self) -> WatcherHooks:
         return WatcherHooks(connect=self.connect, sync=self.sync, synced=lambda m, r: self.reports.append(r),
-                            failed=self.failed)
+                            failed=self.failed, clock=lambda: T0)
 
 
 def watcher_for(script: Script, rng=None, mailbox=MAILBOX) -> tuple[MailboxWatcher, RecordingStop]:
@@ -184,3 +188,23 @@ def test_a_crash_that_is_not_transient_is_logged_with_its_traceback():
     assert events[:3] == [("mailbox_watch_crashed", None), ("mailbox_retry", "bug"), ("mailbox_retry", "refused")]
     (crash,) = [e for e in logs if e["event"] == "mailbox_watch_crashed"]
     assert isinstance(crash["exc_info"], ValueError) and crash["log_level"] == "error"
+
+
+def test_a_sign_in_that_needs_a_person_is_looked_at_again_every_poll_interval():
+    # The refusal is remembered (no provider request), so a new `mailwatch login` is found soon.
+    script = Script([SignInRequired("mailbox support: not signed in", code="not_signed_in",
+                                    remedy="run `mailwatch login support`")] * 3)
+    watcher, stop = watcher_for(script)
+    watcher.run()
+    assert stop.waits[:3] == [MAILBOX.poll_interval.total_seconds()] * 3
+
+
+def test_a_connection_whose_token_is_about_to_die_is_replaced():
+    # An OAuth2 login lasts as long as its token: the watcher reconnects instead of idling on.
+    expiring = FakeConnection(good_syncs=5)
+    expiring.credentials_expiring = lambda now: True
+    script = Script([expiring, FakeConnection(good_syncs=1)])
+    watcher, _stop = watcher_for(script)
+    watcher.run()
+    assert expiring.closed and expiring.good_syncs == 5  # never synced on, closed, replaced
+    assert len(script.reports) == 1  # the fresh connection synced

@@ -19,7 +19,6 @@ from mailwatch.pipeline.alerts import Notice
 from mailwatch.pipeline.escalations import SweepReport
 from mailwatch.pipeline.outbox import DrainReport
 from mailwatch.pipeline.sync import FolderReport
-from mailwatch.service import imap_session
 
 if TYPE_CHECKING:
     from mailwatch.daemon.server import Daemon
@@ -92,7 +91,7 @@ class Jobs:
         service, stop = self.daemon.service, self.daemon.threads_stop
 
         def once() -> list[FolderReport]:
-            with imap_session(mailbox) as connection:
+            with service.imap_session(mailbox) as connection:
                 return service.sync_sent(connection, mailbox, stop)
 
         try:

@@ -35,7 +35,7 @@ from mailwatch.db.lock import lock_sqlite
 from mailwatch.errors import AuthenticationError
 from mailwatch.pipeline.alerts import Notice
 from mailwatch.pipeline.sync import FolderReport
-from mailwatch.service import Service, open_imap
+from mailwatch.service import Service
 
 log = structlog.get_logger(__name__)
 
@@ -128,9 +128,11 @@ class Daemon:
         return server
 
     def _watcher_hooks(self) -> WatcherHooks:
-        return WatcherHooks(connect=open_imap, sync=self._sync_inbox,
+        # Through self.service, which a reload replaces: a new sign-in or password is used at once.
+        return WatcherHooks(connect=lambda mailbox: self.service.open_imap(mailbox), sync=self._sync_inbox,
                             synced=lambda mailbox, report: self.mailbox_synced(mailbox, report, self.clock()),
-                            failed=lambda mailbox, exc, _attempt: self.mailbox_failed(mailbox, exc, self.clock()))
+                            failed=lambda mailbox, exc, _attempt: self.mailbox_failed(mailbox, exc, self.clock()),
+                            clock=self.clock)
 
     def use(self, settings: Settings, service: Service) -> None:
         """Run on new settings from now on (a reload)."""
@@ -167,7 +169,7 @@ class Daemon:
         self.metrics.imap_errors.labels(mailbox.name).inc()
         if isinstance(exc, AuthenticationError):
             log.error("imap_login_refused", mailbox=mailbox.name, error=str(exc),
-                      hint="check the password source, then `systemctl reload mailwatch`")
+                      hint=getattr(exc, "remedy", "check the password source, then `systemctl reload mailwatch`"))
         notice = self.send_notice(self.health.failed(mailbox_component(mailbox.name), str(exc), now))
         self._attempted(mailbox.name)
         return notice
@@ -195,11 +197,19 @@ class Daemon:
     def status_line(self) -> str:
         failing = [incident.component for incident in self.health.failing()]
         text = f"logged {self.stats['logged']}, sent {self.stats['sent']}, escalated {self.stats['escalated']}"
-        return text + (f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK")
+        text += f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK"
+        return text + "".join(f"; {problem}" for problem in self._sign_in_problems())
 
     def health_problems(self) -> list[str]:
         """Why /healthz fails right now (empty when healthy)."""
-        return self.health.problems(self.settings.mailboxes, self.clock())
+        return self.health.problems(self.settings.mailboxes, self.clock()) + self._sign_in_problems()
+
+    def _sign_in_problems(self) -> list[str]:
+        # An SMTP sign-in that died cannot mail its own alert: say so wherever else we can.
+        try:
+            return self.service.sign_in_problems()
+        except Exception:  # noqa: BLE001 - a status line must never fail
+            return []
 
     async def _signal_ready(self) -> None:
         await self.ready.wait()
