@@ -30,6 +30,7 @@ MAX_SNIPPET_CHARS = 500  # a preview for logs and listings, not the message
 MAX_ID_CHARS = 250  # longer Message-IDs are replaced by a hash so they fit an indexed column
 SYNTHESISED_DOMAIN = "mailwatch.invalid"  # .invalid (RFC 2606) never collides with a real ID
 _ERROR_CHARS = 500  # parse_error is a diagnosis, not a dump
+MAX_PARTS = 50  # MIME parts looked at; a prefix of 8 KiB rarely holds more
 SNIPPET_SOURCE_CHARS = 6000  # enough text to find 500 characters of the customer's own words
 
 # C0/C1 controls, Unicode line separators and lone surrogates: none belong in a header
@@ -106,6 +107,7 @@ class ParsedMessage:
     # lowercased header name → every value in order, decoded and neutralised
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_headers, hash=False)
     snippet: str = ""
+    part_types: tuple[str, ...] = ()  # every MIME part's content type in the prefix, at most MAX_PARTS
     defects: tuple[str, ...] = ()
     parse_error: str | None = None
 
@@ -192,6 +194,7 @@ def _parse(header: bytes, body_prefix: bytes) -> ParsedMessage:
         return_path=_return_path(raw.get("return-path", ())),
         headers=MappingProxyType(headers),
         snippet=snippet,
+        part_types=_part_types(msg),
         defects=_defects(msg, notes),
     )
 
@@ -406,6 +409,16 @@ def _parts(msg: Message) -> Iterator[Message]:
         yield part
         if part.is_multipart() and part.get_content_maintype() != "message":
             stack.extend(reversed([p for p in part.get_payload() if isinstance(p, Message)]))
+
+
+def _part_types(msg: Message) -> tuple[str, ...]:
+    """Content types of the first MAX_PARTS parts: a report can hide in a multipart/mixed."""
+    found = []
+    for part in _parts(msg):
+        found.append(neutralise(part.get_content_type()).lower()[:100])
+        if len(found) >= MAX_PARTS:
+            break
+    return tuple(found)
 
 
 def _body_part(msg: Message) -> Message | None:
