@@ -22,7 +22,9 @@ from mailwatch.db.engine import Database
 from mailwatch.db.models import FolderState, Message, Thread
 from mailwatch.errors import TransientError
 from mailwatch.imap import FetchedMessage, FolderStatus, ImapConnection
-from mailwatch.ingest import FolderContext, Logged, record_batch, record_flags, record_message, record_unparsable
+from mailwatch.ingest import (
+    FolderContext, Logged, log_logged, record_batch, record_flags, record_message, record_unparsable,
+)
 from mailwatch.mail.rules import Category
 
 log = structlog.get_logger(__name__)
@@ -122,6 +124,8 @@ class FolderSync:
                 now = self.clock()
                 logged = record_batch(session, ctx, batch, now)
                 self._advance(session, ctx, batch[-1].uid)
+            for item in logged:  # committed: only now is it true that they are logged
+                log_logged(ctx, item)
             return logged
         except TransientError:
             raise  # nothing was committed: the same batch is fetched again after a backoff
@@ -136,6 +140,7 @@ class FolderSync:
             with _database_unavailable_is_transient(), self.db.session() as session:
                 logged = record_message(session, replace(ctx, careful=True), fetched, self.clock())
                 self._advance(session, ctx, fetched.uid)
+            log_logged(ctx, logged)
             return logged
         except TransientError:
             raise

@@ -127,13 +127,18 @@ def split_raw(raw: bytes) -> tuple[bytes, bytes]:
     return raw[: found.end()], raw[found.end() :]
 
 
-def parse_message(header: bytes, body_prefix: bytes = b"") -> ParsedMessage:
-    """Parses a header block and a (possibly truncated) body prefix; never raises."""
+def parse_message(header: bytes, body_prefix: bytes = b"", origin: str = "") -> ParsedMessage:
+    """Parses a header block and a (possibly truncated) body prefix; never raises.
+
+    `origin` names where the bytes came from (e.g. "UIDVALIDITY.UID"); a synthesised
+    Message-ID ends with it, so two identical mails without an ID are still two messages.
+    """
     header, body_prefix = _as_bytes(header), _as_bytes(body_prefix)
+    origin = re.sub(r"[^A-Za-z0-9.-]", "", origin if isinstance(origin, str) else "")[:40]
     try:
-        return _parse(header, body_prefix)
+        return _parse(header, body_prefix, origin)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop (STYLE.md)
-        return _salvage(header, exc)
+        return _salvage(header, body_prefix, origin, exc)
 
 
 def neutralise(text: str) -> str:
@@ -166,12 +171,12 @@ def _defused(html: str) -> str:
 # --- the parse itself -------------------------------------------------------------------
 
 
-def _parse(header: bytes, body_prefix: bytes) -> ParsedMessage:
+def _parse(header: bytes, body_prefix: bytes, origin: str) -> ParsedMessage:
     msg = BytesParser(policy=policy.compat32).parsebytes(_joined(header, body_prefix))
     notes: list[str] = []
     raw = _raw_headers(msg)
     headers = _decoded_headers(raw, notes)
-    message_id, synthesised = _message_id(raw.get("message-id", ()), header)
+    message_id, synthesised = _message_id(raw.get("message-id", ()), header, body_prefix, origin)
     content_type, report_type = _content_type(msg)
     senders = _addresses(raw.get("sender", ())[:1], notes)
     replied_to = _id_tokens(raw.get("in-reply-to", ()))
@@ -199,12 +204,12 @@ def _parse(header: bytes, body_prefix: bytes) -> ParsedMessage:
     )
 
 
-def _salvage(header: bytes, exc: Exception) -> ParsedMessage:
+def _salvage(header: bytes, body_prefix: bytes, origin: str, exc: Exception) -> ParsedMessage:
     """The little that survives an unexpected failure: a Message-ID and the reason."""
     found = re.search(rb"(?im)^message-id:[ \t]*(<[^<>\r\n]{1,240}>)", header)
     message_id = _WHITESPACE.sub("", _CONTROL.sub(" ", found.group(1).decode("latin-1"))) if found else ""
     return ParsedMessage(
-        message_id=message_id or _synthesised_id(header),
+        message_id=message_id or _synthesised_id(header, body_prefix, origin),
         message_id_synthesised=not message_id,
         parse_error=neutralise(f"{type(exc).__name__}: {exc}")[:_ERROR_CHARS],
     )
@@ -225,11 +230,23 @@ def _joined(header: bytes, body: bytes) -> bytes:
     return head + b"\r\n\r\n" + body if head else b"\r\n" + body
 
 
-def _synthesised_id(header: bytes) -> str:
-    """A stable ID for a message without one: the same header bytes always give the same ID."""
+def _synthesised_id(header: bytes, body_prefix: bytes = b"", origin: str = "") -> str:
+    """An ID for a message without one: a hash of everything fetched, then the origin.
+
+    Headerless mails all have the same (empty) header, so the body counts too; the
+    origin tells apart byte-identical copies. `synthesised_stem` is the part that stays
+    the same when the mail is met again under another UIDVALIDITY.
+    """
     # Line endings and the closing blank line vary between fetch paths; the hash must not.
     canonical = _RAW_LINE_END.sub(b"\r\n", header).rstrip(b"\r\n")
-    return f"<synthesised.{hashlib.sha256(canonical).hexdigest()[:32]}@{SYNTHESISED_DOMAIN}>"
+    digest = hashlib.sha256(canonical + b"\r\n\r\n" + _RAW_LINE_END.sub(b"\r\n", body_prefix)).hexdigest()[:32]
+    return f"<synthesised.{digest}{'.' + origin if origin else ''}@{SYNTHESISED_DOMAIN}>"
+
+
+def synthesised_stem(message_id: str) -> str | None:
+    """"<synthesised.HASH" of a synthesised ID (content only, origin dropped), else None."""
+    found = re.match(r"<synthesised\.[0-9a-f]{32}", message_id)
+    return found.group(0) if found else None
 
 
 # --- headers ----------------------------------------------------------------------------
@@ -345,7 +362,7 @@ def _bounded_id(inner: str) -> str:
     return f"<long.{hashlib.sha256(ident.encode()).hexdigest()[:32]}@{SYNTHESISED_DOMAIN}>"
 
 
-def _message_id(values: tuple[str, ...], header: bytes) -> tuple[str, bool]:
+def _message_id(values: tuple[str, ...], header: bytes, body: bytes, origin: str) -> tuple[str, bool]:
     """The Message-ID, a bare one put in brackets, or a synthesised stable one."""
     tokens = _id_tokens(values[:1])
     if tokens:
@@ -353,7 +370,7 @@ def _message_id(values: tuple[str, ...], header: bytes) -> tuple[str, bool]:
     bare = re.sub(r"[\s<>]", "", _CONTROL.sub(" ", _text(_raw_bytes(values[0])))) if values else ""
     if bare:
         return _bounded_id(bare), False
-    return _synthesised_id(header), True
+    return _synthesised_id(header, body, origin), True
 
 
 def _date(value: str) -> datetime | None:
