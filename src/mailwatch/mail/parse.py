@@ -15,7 +15,7 @@ import codecs
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email import errors, policy
 from email.header import decode_header
@@ -30,6 +30,9 @@ MAX_SNIPPET_CHARS = 500  # a preview for logs and listings, not the message
 MAX_ID_CHARS = 250  # longer Message-IDs are replaced by a hash so they fit an indexed column
 SYNTHESISED_DOMAIN = "mailwatch.invalid"  # .invalid (RFC 2606) never collides with a real ID
 _ERROR_CHARS = 500  # parse_error is a diagnosis, not a dump
+MAX_HEADER_BYTES = 65536  # a header beyond this is cut (and says so): real ones stay far below
+MAX_BODY_BYTES = 65536  # of a body prefix; the snippet needs a fraction of it
+MAX_DECODED_CHARS = 16384  # of one header value decoded; the rest is never shown or matched
 MAX_PARTS = 50  # MIME parts looked at; a prefix of 8 KiB rarely holds more
 SNIPPET_SOURCE_CHARS = 6000  # enough text to find 500 characters of the customer's own words
 
@@ -107,6 +110,7 @@ class ParsedMessage:
     # lowercased header name → every value in order, decoded and neutralised
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_headers, hash=False)
     snippet: str = ""
+    header_truncated: bool = False  # the header was longer than what was fetched or parsed
     part_types: tuple[str, ...] = ()  # every MIME part's content type in the prefix, at most MAX_PARTS
     defects: tuple[str, ...] = ()
     parse_error: str | None = None
@@ -127,18 +131,34 @@ def split_raw(raw: bytes) -> tuple[bytes, bytes]:
     return raw[: found.end()], raw[found.end() :]
 
 
-def parse_message(header: bytes, body_prefix: bytes = b"", origin: str = "") -> ParsedMessage:
+def parse_message(header: bytes, body_prefix: bytes = b"", origin: str = "", header_cut: bool = False) -> ParsedMessage:
     """Parses a header block and a (possibly truncated) body prefix; never raises.
 
     `origin` names where the bytes came from (e.g. "UIDVALIDITY.UID"); a synthesised
     Message-ID ends with it, so two identical mails without an ID are still two messages.
+    `header_cut`: the caller fetched only the header's first bytes. The work is bounded
+    whatever the input: the header is cut at MAX_HEADER_BYTES, the body at MAX_BODY_BYTES.
     """
-    header, body_prefix = _as_bytes(header), _as_bytes(body_prefix)
+    header, body_prefix = _as_bytes(header), _as_bytes(body_prefix)[:MAX_BODY_BYTES]
+    header, cut_here = _bounded_header(header)
     origin = re.sub(r"[^A-Za-z0-9.-]", "", origin if isinstance(origin, str) else "")[:40]
     try:
-        return _parse(header, body_prefix, origin)
+        parsed = _parse(header, body_prefix, origin)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop (STYLE.md)
-        return _salvage(header, body_prefix, origin, exc)
+        parsed = _salvage(header, body_prefix, origin, exc)
+    if header_cut is True or cut_here:
+        return replace(parsed, header_truncated=True, defects=(*parsed.defects, "header truncated"))
+    return parsed
+
+
+def _bounded_header(header: bytes) -> tuple[bytes, bool]:
+    """The header's first MAX_HEADER_BYTES, and whether it was cut.
+
+    Cut mid-line, as an IMAP partial fetch cuts it: a 70 KB Subject keeps its start.
+    """
+    if len(header) <= MAX_HEADER_BYTES:
+        return header, False
+    return header[:MAX_HEADER_BYTES], True
 
 
 def neutralise(text: str) -> str:
@@ -147,8 +167,12 @@ def neutralise(text: str) -> str:
 
 
 def decode_header_value(raw: str, notes: list[str] | None = None) -> str:
-    """A raw header value → display text: RFC 6532 bytes and RFC 2047 words decoded, neutralised."""
-    return neutralise(_decode_encoded_words(_unfolded(raw), notes if notes is not None else []))
+    """A raw header value → display text: RFC 6532 bytes and RFC 2047 words decoded, neutralised.
+
+    Only the first MAX_DECODED_CHARS are decoded: nothing reads further, and a value of
+    thousands of encoded words must not cost more than a normal one.
+    """
+    return neutralise(_decode_encoded_words(_unfolded(raw)[:MAX_DECODED_CHARS], notes if notes is not None else []))
 
 
 def html_to_text(html: str) -> str:
@@ -254,11 +278,11 @@ def synthesised_stem(message_id: str) -> str | None:
 
 def _raw_headers(msg: Message) -> dict[str, tuple[str, ...]]:
     """Lowercased name → raw values (surrogate-escaped bytes, still folded and encoded)."""
-    raw: dict[str, tuple[str, ...]] = {}
+    # Lists, then tuples once: appending to a tuple per field made 80,000 fields quadratic.
+    raw: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
-        key = neutralise(_text(_raw_bytes(name))).lower()
-        raw[key] = (*raw.get(key, ()), str(value))
-    return raw
+        raw.setdefault(neutralise(_text(_raw_bytes(name))).lower(), []).append(str(value))
+    return {name: tuple(values) for name, values in raw.items()}
 
 
 def _decoded_headers(raw: dict[str, tuple[str, ...]], notes: list[str]) -> dict[str, tuple[str, ...]]:
