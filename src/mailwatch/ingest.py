@@ -103,7 +103,10 @@ def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage
 
 def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime,
             recent: dict[str, Thread]) -> "_Recorded | Logged":
-    parsed = parse_message(fetched.header, fetched.body_prefix, origin=f"{ctx.uidvalidity}.{fetched.uid}")
+    parsed = parse_message(fetched.header, fetched.body_prefix, origin=f"{ctx.uidvalidity}.{fetched.uid}",
+                           header_cut=fetched.header_cut)
+    if parsed.header_truncated:
+        log.warning("header_truncated", mailbox=ctx.mailbox, folder=ctx.folder, uid=fetched.uid, size=fetched.size)
     received_at = fetched.received_at or now
     message_id = parsed.message_id[:MAX_STORED_ID]
     # Only a resync or a retry can meet a message already logged; normally the unique keys guard.
@@ -212,7 +215,7 @@ def _message_row(
         in_reply_to=parsed.in_reply_to, references=" ".join(parsed.references),
         flags=" ".join(fetched.flags), snippet=parsed.snippet,
         category=verdict.category.value, category_reason=verdict.reason,
-        parse_error=parsed.parse_error,
+        parse_error=parsed.parse_error, header_truncated=parsed.header_truncated,
     )
 
 
