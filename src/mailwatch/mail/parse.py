@@ -15,6 +15,7 @@ import codecs
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email import errors, policy
@@ -33,6 +34,11 @@ _ERROR_CHARS = 500  # parse_error is a diagnosis, not a dump
 MAX_HEADER_BYTES = 65536  # a header beyond this is cut (and says so): real ones stay far below
 MAX_BODY_BYTES = 65536  # of a body prefix; the snippet needs a fraction of it
 MAX_DECODED_CHARS = 16384  # of one header value decoded; the rest is never shown or matched
+MAX_HEADER_FIELDS = 1000  # fields parsed and decoded; real mail has a few dozen, loops a few hundred
+MAX_FIELD_VALUES = 100  # values kept of one field name (Received chains stay far below)
+MAX_BOUNDARIES = 40  # more "boundary=" than this and the MIME structure is not parsed at all
+MAX_ADDRESS_CHARS = 4096  # of one address field, all its values: about a hundred recipients
+MAX_COMMENT_PARENS = 50  # deeper comment nesting makes Python's address parser recurse until it fails
 MAX_PARTS = 50  # MIME parts looked at; a prefix of 8 KiB rarely holds more
 SNIPPET_SOURCE_CHARS = 6000  # enough text to find 500 characters of the customer's own words
 
@@ -152,13 +158,17 @@ def parse_message(header: bytes, body_prefix: bytes = b"", origin: str = "", hea
 
 
 def _bounded_header(header: bytes) -> tuple[bytes, bool]:
-    """The header's first MAX_HEADER_BYTES, and whether it was cut.
+    """The header's first MAX_HEADER_BYTES and MAX_HEADER_FIELDS lines, and whether it was cut.
 
     Cut mid-line, as an IMAP partial fetch cuts it: a 70 KB Subject keeps its start.
     """
-    if len(header) <= MAX_HEADER_BYTES:
-        return header, False
-    return header[:MAX_HEADER_BYTES], True
+    cut = len(header) > MAX_HEADER_BYTES
+    header = header[:MAX_HEADER_BYTES]
+    ends = _RAW_LINE_END.finditer(header)
+    end = next(islice(ends, MAX_HEADER_FIELDS - 1, None), None)  # the end of line MAX_HEADER_FIELDS
+    if end is not None and end.end() < len(header.rstrip(b"\r\n")):
+        return header[: end.end()], True
+    return header, cut
 
 
 def neutralise(text: str) -> str:
@@ -196,7 +206,10 @@ def _defused(html: str) -> str:
 
 
 def _parse(header: bytes, body_prefix: bytes, origin: str) -> ParsedMessage:
-    msg = BytesParser(policy=policy.compat32).parsebytes(_joined(header, body_prefix))
+    joined = _joined(header, body_prefix)
+    # Each MIME boundary is checked against every line below it: thousands nested cost seconds.
+    mime = joined.lower().count(b"boundary") <= MAX_BOUNDARIES
+    msg = BytesParser(policy=policy.compat32).parsebytes(joined, headersonly=not mime)
     notes: list[str] = []
     raw = _raw_headers(msg)
     headers = _decoded_headers(raw, notes)
@@ -280,8 +293,10 @@ def _raw_headers(msg: Message) -> dict[str, tuple[str, ...]]:
     """Lowercased name → raw values (surrogate-escaped bytes, still folded and encoded)."""
     # Lists, then tuples once: appending to a tuple per field made 80,000 fields quadratic.
     raw: dict[str, list[str]] = {}
-    for name, value in msg.raw_items():
-        raw.setdefault(neutralise(_text(_raw_bytes(name))).lower(), []).append(str(value))
+    for name, value in islice(msg.raw_items(), MAX_HEADER_FIELDS):
+        values = raw.setdefault(neutralise(_text(_raw_bytes(name))).lower(), [])
+        if len(values) < MAX_FIELD_VALUES:
+            values.append(str(value))
     return {name: tuple(values) for name, values in raw.items()}
 
 
@@ -358,16 +373,27 @@ def _codec(charset: str, notes: list[str]) -> str | None:
 
 def _addresses(values: tuple[str, ...], notes: list[str]) -> tuple[Address, ...]:
     """Parses the raw values first, then decodes names, so an encoded comma cannot split one."""
-    lines = [_CONTROL.sub(" ", _unfolded(value)) for value in values]
+    lines, budget = [], MAX_ADDRESS_CHARS  # for all values together: the parser costs per address
+    for value in values:
+        line = _CONTROL.sub(" ", _unfolded(value)[:budget])
+        lines.append(_tame_comments(line))
+        budget -= len(line)
+        if budget <= 0:
+            break
     found = (_address(name, address, notes) for name, address in getaddresses(lines))
     return tuple(address for address in found if address is not None)
+
+
+def _tame_comments(line: str) -> str:
+    """Flattens absurd comment nesting, which would exhaust the address parser's recursion."""
+    return line.replace("(", " ").replace(")", " ") if line.count("(") > MAX_COMMENT_PARENS else line
 
 
 def _address(name: str, address: str, notes: list[str]) -> Address | None:
     address = _WHITESPACE.sub("", neutralise(address)).strip("<>")
     local, _, domain = address.rpartition("@")
-    if not local or not domain:
-        return None  # no mailbox to write to
+    if not local or not domain or "" in domain.split("."):
+        return None  # no mailbox to write to ("bob@xxx." has an empty domain label)
     return Address(neutralise(_decode_encoded_words(name, notes)), address)
 
 
