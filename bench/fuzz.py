@@ -225,7 +225,8 @@ def run(mails: int, seed: int) -> dict:
         "median_ms": round(timings_ms[len(timings_ms) // 2], 2) if timings_ms else None,
         "worst_mail_head": worst[1][:300].decode("latin-1"), "worst_mail_bytes": len(worst[1]),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "over_target": len(slow), "over_target_ms_and_alone_ms": [(a, b) for a, b, _ in slow[:20]], "seconds": round(time.perf_counter() - started, 1), "first_escaped": escaped[:3],
+        "over_target": len(slow), "over_target_ms_and_alone_ms": [(a, b) for a, b, _ in slow[:20]],
+        "seconds": round(time.perf_counter() - started, 1), "first_escaped": escaped[:3],
         "first_quarantined": quarantine_errors[:3],
     }
 

@@ -1,6 +1,9 @@
 """Pure decisions about one parsed message: what sent it, and whether it gets an ack.
 
-This module implements DESIGN.md "Never reply to a machine". `classify` sorts a message
+This module implements DESIGN.md "Never reply to a machine", plus the classes of signals
+that real mail showed beyond its header list (issue 11: robot and list-software senders,
+bounce-processing envelopes, anchored auto-reply subjects, helpdesk notices, feedback
+loops, NDRs in words); README.md lists them for users. `classify` sorts a message
 into exactly one Category (the first matching rule wins, in the order of `_CHECKS`);
 `reply_address` names the one mailbox an acknowledgment may go to; `decide_ack` combines
 that with what the database knows. Nothing here reads a clock or does I/O: `now` is
@@ -93,9 +96,9 @@ _ENVELOPE_TAGS = ("srs0=", "srs1=", "prvs=", "btv1=")  # forwarding and BATV tag
 _ESP_BOUNCE_DOMAINS = frozenset({
     "amazonses.com", "sendgrid.net", "mcsv.net", "mcdlv.net", "rsgsv.net", "mandrillapp.com", "mtasv.net",
     "sparkpostmail.com", "mailgun.net", "mailjet.com", "sendinblue.com", "exacttarget.com", "cmail19.com",
-    "cmail20.com", "createsend.com", "hubspotemail.net", "mktomail.com", "mailchimpapp.net", "mlsend.com",
+    "cmail20.com", "createsend.com", "mktomail.com", "mailchimpapp.net", "mlsend.com",
 })
-_BOUNCE_SUBDOMAIN = frozenset({"bounce", "bounces", "bnc", "return", "returns"})  # bounce.esp.example
+_BOUNCE_SUBDOMAIN = frozenset({"bounce", "bounces", "bnc"})  # bounce.esp.example
 # Challenge-response systems ask a sender to prove being human; their challenges carry these.
 _CHALLENGE_HEADERS = ("x-bluebottle-request", "x-choicemail-registration-request", "x-boxbe-type", "x-tmda-fingerprint")
 # Helpdesks mark their outgoing mail; with a notice subject that is their ack, not a person.
@@ -399,7 +402,8 @@ def _bulk_envelope(msg: ParsedMessage) -> Verdict | None:
 def _list_sender(msg: ParsedMessage) -> Verdict | None:
     # Sender: and Errors-To: name who runs a mailing; a list or an announcement address is no person.
     found = [("Sender", msg.sender)] if msg.sender else []
-    found += [("Errors-To", Address("", a)) for v in msg.headers.get("errors-to", ())[:3] for a in _ADDRESS_TOKEN.findall(v)[:5]]
+    for value in msg.headers.get("errors-to", ())[:3]:
+        found += [("Errors-To", Address("", token)) for token in _ADDRESS_TOKEN.findall(value)[:5]]
     for label, address in found:
         if _is_list_address(address.address) or _is_bounce_handler(address.address):
             return Verdict(Category.BULK, f"{label}: {address.address} is a list or announcement address")
@@ -591,7 +595,8 @@ def _is_bounce_handler(address: str) -> bool:
     local, _, domain = address.rpartition("@")
     if not local or local.startswith(_ENVELOPE_TAGS):
         return _esp_domain(domain) if local else False
-    return bool({"bounce", "bounces"}.intersection(_tokens(local))) or bool(_VERP_TAIL.search(local)) or _esp_domain(domain)
+    bounce_word = bool({"bounce", "bounces"}.intersection(_tokens(local)))
+    return bounce_word or bool(_VERP_TAIL.search(local)) or _esp_domain(domain)
 
 
 def _esp_domain(domain: str) -> bool:
