@@ -100,7 +100,8 @@ _ESP_BOUNCE_DOMAINS = frozenset({
 })
 _BOUNCE_SUBDOMAIN = frozenset({"bounce", "bounces", "bnc"})  # bounce.esp.example
 # Challenge-response systems ask a sender to prove being human; their challenges carry these.
-_CHALLENGE_HEADERS = ("x-bluebottle-request", "x-choicemail-registration-request", "x-boxbe-type", "x-tmda-fingerprint")
+# (Boxbe's come from noreply@ as multipart/report; TMDA's headers also mark its users' own mail.)
+_CHALLENGE_HEADERS = ("x-bluebottle-request", "x-choicemail-registration-request")
 # Helpdesks mark their outgoing mail; with a notice subject that is their ack, not a person.
 _HELPDESK_HEADERS = (
     "rt-ticket", "x-rt-loop-prevention", "rt-originator", "x-zendesk-from-account-id", "x-zendesk-email-id",
