@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from mailwatch.devservers import Dovecot
+from mailwatch.testing.devservers import Dovecot
 
 ATTACHMENT_BYTES = 200 * 1024  # the PDF a customer attaches; base64 makes it ~270 KB on the wire
 ATTACHMENT_EVERY = 10  # one message in ten carries an attachment

@@ -33,15 +33,16 @@ from pathlib import Path
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Message
-from mailwatch.devservers import local_config
+from mailwatch.testing.devservers import local_config
 from mailwatch.imap import BODY_PREFIX_BYTES, HEADER_MAX_BYTES, FetchedMessage
 from mailwatch.mail.parse import parse_message, split_raw
 from mailwatch.mail.rules import Identity, classify
 from mailwatch.service import Service
-from mailwatch.sync import FolderSync
+from mailwatch.pipeline.sync import FolderSync
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_MAILS = 100_000
@@ -150,7 +151,7 @@ def fuzz_database(root: Path) -> tuple[Database, Service]:
     settings = load_settings(config)
     db = Database(settings.service.database)
     db.ensure_schema()
-    return db, Service(settings, db)
+    return db, Service(settings, db, system_clock)
 
 
 def retime(sync: FolderSync, ctx, base: datetime, raws: list[bytes], mails: int) -> list[float]:

@@ -29,8 +29,8 @@ from sqlalchemy.engine import make_url
 
 from bench import profiles
 from bench.corpus import CorpusSpec, generate, load
-from mailwatch.devservers import Dovecot, SmtpSink, local_config
 from mailwatch.logs import configure_logging
+from mailwatch.testing.devservers import Dovecot, SmtpSink, local_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

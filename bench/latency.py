@@ -23,8 +23,8 @@ from imapclient import IMAPClient
 from bench.corpus import CorpusSpec, Generator, now_utc
 from bench.harness import Bench, log_events, percentile, read_json_line, sqlite_value, wait_until
 from bench.report import Result, Target
-from mailwatch.config import parse_duration
-from mailwatch.devservers import SmtpSink
+from mailwatch.durations import parse_duration
+from mailwatch.testing.devservers import SmtpSink
 
 NAME = "latency"
 SAMPLES = 100

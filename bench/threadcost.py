@@ -17,12 +17,13 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Message, Thread
-from mailwatch.devservers import local_config
+from mailwatch.testing.devservers import local_config
 from mailwatch.imap import FetchedMessage
-from mailwatch.ingest import record_message
+from mailwatch.pipeline.ingest import record_message
 from mailwatch.service import Service
 
 SIZES = (1_000, 10_000, 100_000)
@@ -70,7 +71,7 @@ def measure(root: Path, size: int) -> float:
     db.ensure_schema()
     now = datetime.now(UTC)
     build_thread(db, size, now - timedelta(days=30))
-    ctx = replace(Service(settings, db).folder_context(settings.mailboxes[0], "INBOX"), uidvalidity=1)
+    ctx = replace(Service(settings, db, system_clock).folder_context(settings.mailboxes[0], "INBOX"), uidvalidity=1)
     timings = []
     for n in range(REPLIES):
         started = time.perf_counter()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from mailwatch.devservers import DOVECOT_BINARY, Dovecot
+from mailwatch.testing.devservers import DOVECOT_BINARY, Dovecot
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 POSTGRES_URL = os.environ.get("MAILWATCH_TEST_POSTGRES_URL")

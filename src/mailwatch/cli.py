@@ -12,15 +12,19 @@ from pathlib import Path
 import structlog
 
 from mailwatch import __version__, daemon
-from mailwatch.config import Settings, default_config_path, format_duration, load_settings
-from mailwatch.db.engine import Database, lock_sqlite
+from mailwatch.clock import system_clock
+from mailwatch.config import Settings, default_config_path, load_settings
+from mailwatch.db.engine import Database
+from mailwatch.db.lock import lock_sqlite
 from mailwatch.db.models import Thread
 from mailwatch.db.queries import list_threads
+from mailwatch.durations import format_duration, rounded
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure_logging
-from mailwatch.service import Service, imap_session, utcnow
+from mailwatch.policies import ticket_label
 from mailwatch.report import Report, build_report
-from mailwatch.sla import human_time, rounded
+from mailwatch.service import Service, imap_session
+from mailwatch.sla import human_time
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +97,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     db = Database(settings.service.database)
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     problems = service.check_templates()
     if problems:
         print("\n".join(problems), file=sys.stderr)
@@ -130,7 +134,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     lock = lock_sqlite(settings.service.database)
-    service = Service(settings, Database(settings.service.database))
+    service = Service(settings, Database(settings.service.database), system_clock)
     service.prepare(exclusive=lock is not None)
     report = asyncio.run(service.run_once())
     print(f"logged {report.logged} new messages, escalated {len(report.sweep.escalated)} steps, "
@@ -147,21 +151,21 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([thread_json(thread) for thread in threads], indent=2))
     else:
-        print(threads_table(threads, settings, utcnow()))
+        print(threads_table(threads, settings, system_clock()))
     return EXIT_OK
 
 
 def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     status = service.set_thread_status(args.ticket, args.action)
-    print(f"{settings.service.ticket_prefix}{args.ticket}: {status}")
+    print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {status}")
     return EXIT_OK
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
-    now = utcnow()
+    now = system_clock()
     since = (datetime.combine(args.since, time(), settings.service.tz) if args.since
              else now - timedelta(days=7))
     with db.session() as session:
@@ -227,7 +231,7 @@ def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime) 
     for thread in threads:
         left = format_left(thread.deadline_at - now) if thread.deadline_at else "-"
         rows.append((
-            f"{settings.service.ticket_prefix}{thread.id}", thread.status,
+            ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
             thread.first_received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
             thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if thread.deadline_at else "-",
             left, str(thread.message_count), thread.customer_address, thread.subject[:60],

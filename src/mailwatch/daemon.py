@@ -20,15 +20,17 @@ from pathlib import Path
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from mailwatch.clock import system_clock as utcnow
 from mailwatch.config import MailboxSettings, Settings, load_settings
-from mailwatch.db.engine import Database, lock_sqlite
+from mailwatch.db.engine import Database
+from mailwatch.db.lock import lock_sqlite
 from mailwatch.errors import AuthenticationError, ConfigError
 from mailwatch.health import Health, Notice
 from mailwatch.logs import configure_logging
 from mailwatch.metrics import Metrics, MetricsServer
 from mailwatch.notify import Notifier
-from mailwatch.service import Service, imap_session, open_imap, utcnow
-from mailwatch.sync import FolderReport
+from mailwatch.pipeline.sync import FolderReport
+from mailwatch.service import Service, imap_session, open_imap
 from mailwatch.watcher import MailboxWatcher, WatcherHooks
 
 log = structlog.get_logger(__name__)
@@ -100,7 +102,7 @@ class Daemon:
         watchdog = asyncio.create_task(self._feed_watchdog(), name="watchdog")  # first: migrations can be slow
         self.lock = lock_sqlite(self.settings.service.database)
         self.db = Database(self.settings.service.database)
-        self.service = Service(self.settings, self.db)
+        self.service = Service(self.settings, self.db, utcnow)
         await asyncio.to_thread(self.service.prepare, self.lock is not None)
         self.metrics = Metrics(self.db, utcnow)
         self.metrics_server = self._start_metrics_server()
@@ -272,7 +274,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             settings = load_settings(self.config_path)
-            service = Service(settings, self.db)
+            service = Service(settings, self.db, utcnow)
             problems = service.check_templates()
             if problems:
                 raise ConfigError(problems)

@@ -1,4 +1,8 @@
-"""The few exceptions mailwatch raises, named after what the caller should do."""
+"""Every exception mailwatch raises on purpose, named after what the caller should do.
+
+Adapters translate library exceptions into these at their boundary; only `cli`
+turns them into exit codes.
+"""
 
 
 class MailwatchError(Exception):
@@ -13,6 +17,14 @@ class ConfigError(MailwatchError):
         super().__init__("\n".join(self.problems))
 
 
+class InstanceLocked(MailwatchError):
+    """Another mailwatch process works on the same SQLite database: do not start."""
+
+
+class SchemaError(MailwatchError):
+    """The database schema does not match this version of mailwatch: run `db upgrade`."""
+
+
 class TransientError(MailwatchError):
     """A server or connection failed in a way that may heal: retry later."""
 
@@ -21,9 +33,21 @@ class AuthenticationError(TransientError):
     """The server refused our credentials: retry slowly, alert the operator."""
 
 
+class SmtpUnavailable(TransientError):
+    """The SMTP connection, not the message, failed: defer the rest of the round too."""
+
+
 class PermanentError(MailwatchError):
-    """Retrying cannot help (a rejected recipient, a poison message)."""
+    """Retrying cannot help (a rejected recipient, a poison message): record and move on."""
 
 
-class SchemaError(MailwatchError):
-    """The database schema does not match this version of mailwatch."""
+class TemplateProblem(PermanentError):
+    """A template does not compile or render: fall back to the packaged one, or report it at `check`.
+
+    Never a ConfigError: a template failing on one customer's data must not read as
+    "refuse to start". `problems` name the file and line.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

@@ -18,7 +18,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
-from mailwatch.config import MASK, Secret, format_duration
+from mailwatch.config import MASK, Secret
+from mailwatch.durations import format_duration
 
 # Log levels by the names the [logging] section uses.
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

@@ -18,8 +18,9 @@ from sqlalchemy import func, select
 
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
-from mailwatch.outbox import DrainReport, outbox_depth
-from mailwatch.sync import FolderReport
+from mailwatch.pipeline.outbox import DrainReport, outbox_depth
+from mailwatch.pipeline.sync import FolderReport
+from mailwatch.sla import ThreadStatus
 
 
 class Metrics:
@@ -76,7 +77,7 @@ class DatabaseCollector:
         with self.db.session() as session:
             depth, oldest = outbox_depth(session, now)
             open_threads, first_waiting = session.execute(
-                select(func.count(Thread.id), func.min(Thread.clock_started_at)).where(Thread.status == "open")
+                select(func.count(Thread.id), func.min(Thread.clock_started_at)).where(Thread.status == ThreadStatus.OPEN)
             ).one()
         yield GaugeMetricFamily("mailwatch_outbox_depth", "Emails waiting to be sent", value=depth)
         yield GaugeMetricFamily("mailwatch_outbox_oldest_age_seconds", "Age of the oldest email waiting",

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailwatch.db.models import Escalation, Message, OutboxMail, Thread
+from mailwatch.db.models import Escalation, Message, OutboxKind, OutboxMail, OutboxStatus, Thread
+from mailwatch.sla import ThreadStatus
 
 
 @dataclass
@@ -40,10 +41,10 @@ def build_report(session: Session, since: datetime, now: datetime, first_respons
     _first_responses(session, report, since, first_response)
     report.open_now, report.overdue_now = session.execute(
         select(func.count(Thread.id), func.count(Thread.id).filter(Thread.deadline_at < now))
-        .where(Thread.status == "open")
+        .where(Thread.status == ThreadStatus.OPEN)
     ).one()
     report.acks_sent = session.scalar(select(func.count(OutboxMail.id)).where(
-        OutboxMail.kind == "ack", OutboxMail.status == "sent", OutboxMail.created_at >= since))
+        OutboxMail.kind == OutboxKind.ACK, OutboxMail.status == OutboxStatus.SENT, OutboxMail.created_at >= since))
     suppressed = _grouped(session, Message.ack_outcome, Message.received_at >= since, Message.ack_outcome.is_not(None))
     report.acks_suppressed = {reason: n for reason, n in suppressed.items() if reason != "send"}
     report.escalations = {f"step {step}": n for step, n in

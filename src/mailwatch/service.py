@@ -7,38 +7,35 @@
 import asyncio
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from mailwatch.acks import Acknowledger, sample_context
-from mailwatch.alerts import notice_context, queue_notice, sample_notice
+from mailwatch.clock import Clock
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
 from mailwatch.errors import PermanentError, TransientError
-from mailwatch.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
 from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
-from mailwatch.ingest import FolderContext
 from mailwatch.mail.rules import Identity
-from mailwatch.outbox import DrainReport, Outbox, RetryPolicy
-from mailwatch.sla import ClockPolicy
+from mailwatch.pipeline.acks import Acknowledger, sample_context
+from mailwatch.pipeline.alerts import notice_context, queue_notice, sample_notice
+from mailwatch.pipeline.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
+from mailwatch.pipeline.ingest import FolderContext
+from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
+from mailwatch.pipeline.sync import FolderReport, FolderSync
+from mailwatch.pipeline.threads import ticket_pattern
+from mailwatch.policies import build_policies
+from mailwatch.sla import AnsweredVia, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
-from mailwatch.sync import FolderReport, FolderSync
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
-from mailwatch.threads import close_thread, mark_answered, reopen_thread, ticket_pattern
 
 log = structlog.get_logger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -86,22 +83,24 @@ def imap_session(mailbox: MailboxSettings) -> Iterator[ImapConnection]:
 class Service:
     """Everything mailwatch does, one pass at a time."""
 
-    def __init__(self, settings: Settings, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, db: Database, clock: Clock) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
+        self.policies = policies = build_policies(settings)
         self.identity = Identity(
             own_addresses=settings.own_addresses,
             staff=tuple(settings.service.staff),
             own_message_id_domains=frozenset(self._own_domains()),
         )
-        sla = settings.sla
-        self.policy = ClockPolicy(sla.first_response, sla.next_response, tuple(s.after for s in settings.escalations))
+        self.policy = policies.clock
         self.ticket_tag = ticket_pattern(settings.service.ticket_prefix)
         self.templates = Templates(settings.service.templates)
         self.folders = FolderSync(db, clock)
-        self.acknowledger = Acknowledger(settings, self.templates, self.ticket_tag) if settings.smtp else None
-        self.escalator = Escalator(settings, self.templates, self.policy) if settings.smtp else None
+        sends = settings.smtp is not None
+        self.acknowledger = (
+            Acknowledger(policies.ack, policies.branding, self.templates, self.ticket_tag) if sends else None)
+        self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
 
@@ -202,14 +201,16 @@ class Service:
         now = self.clock()
         return self.templates.check({
             "ack": sample_context(self.acknowledger, now),
-            "escalation": sample_escalation_context(self.escalator, now),
-            "alert": notice_context(self.settings, sample_notice(now)),
+            "escalation": sample_escalation_context(self.escalator, self.settings.mailboxes[0].name, now),
+            "alert": notice_context(self.policies.branding, sample_notice(now)),
         })
 
     def queue_notice(self, notice: Notice) -> int:
         """Queue an alert or recovery email about mailwatch itself."""
         with self.db.session() as session:
-            return queue_notice(session, self.settings, self.templates, notice, self.clock())
+            policies = self.policies
+            return queue_notice(session, policies.branding, policies.alert_recipients, self.templates, notice,
+                                self.clock())
 
     async def check_smtp(self) -> None:
         """Connect and log in to the SMTP server, or raise saying why not."""
@@ -224,7 +225,7 @@ class Service:
                 raise PermanentError(f"no thread with ticket {ticket}")
             now = self.clock()
             if action == "answered":
-                mark_answered(thread, now, via="command", by=None, policy=self.policy)
+                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=self.policy)
             elif action == "close":
                 close_thread(thread)
             else:

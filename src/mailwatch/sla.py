@@ -1,13 +1,44 @@
-"""The response clock, as pure arithmetic: deadlines, time left, escalation steps.
+"""The response clock, as pure arithmetic and transitions: deadlines, answers, steps.
 
-Everything takes `now` as an argument, so tests never sleep or patch the clock.
+A thread's clock starts with its customer's message and stops at a staff answer;
+each new clock lets every escalation step fire once more. Everything here takes
+`now` (or the message's time) as an argument and works on any object with a
+thread's clock fields (`ClockedThread`), so tests never sleep, patch or touch a
+database.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
+from typing import Protocol
 
-from mailwatch.config import format_duration
+from mailwatch.mail.rules import Category, Verdict
+
+
+class ThreadStatus(StrEnum):
+    """Where a conversation stands; stored as its value."""
+
+    OPEN = "open"  # a customer waits: the clock runs
+    ANSWERED = "answered"  # staff answered: the clock stopped
+    CLOSED = "closed"  # nothing more is expected of staff
+
+
+class AnsweredVia(StrEnum):
+    """How a staff answer was noticed (`answered_via`)."""
+
+    STAFF_ADDRESS = "staff-address"
+    OWN_ADDRESS = "own-address"
+    SENT_FOLDER = "sent-folder"
+    FLAG = "flag"
+    COMMAND = "command"
+
+
+# Who answers a thread by writing into it. The shared address itself counts: agents
+# often reply from it with the mailbox in Cc (mailwatch's own mail is OWN_MESSAGE).
+STAFF_RESPONSES = {Category.STAFF: AnsweredVia.STAFF_ADDRESS, Category.OWN_ADDRESS: AnsweredVia.OWN_ADDRESS}
+# In the Sent folder, any of these is a person's reply (not an auto-reply or our own ack).
+SENT_RESPONSES = frozenset({Category.STAFF, Category.OWN_ADDRESS, Category.CUSTOMER})
 
 
 @dataclass(frozen=True)
@@ -17,6 +48,22 @@ class ClockPolicy:
     first_response: timedelta
     next_response: timedelta | None = None
     steps: tuple[timedelta, ...] = ()  # escalation steps' `after`, ascending
+
+
+class ClockedThread(Protocol):
+    """The fields of a thread that its clock reads and writes (the `Thread` row has them)."""
+
+    status: str
+    clock: int
+    clock_started_at: datetime
+    deadline_at: datetime | None
+    escalation_level: int
+    next_escalation_at: datetime | None
+    last_customer_at: datetime
+    message_count: int
+    answered_at: datetime | None
+    answered_via: str | None
+    answered_by: str | None
 
 
 def first_deadline(received_at: datetime, policy: ClockPolicy) -> datetime:
@@ -45,13 +92,99 @@ def next_escalation_at(clock_started_at: datetime, steps_after: Sequence[timedel
     return clock_started_at + steps_after[sent_level]
 
 
-def rounded(duration: timedelta) -> str:
-    """A duration to the minute for people: '23h 59m', 'under a minute'."""
-    minutes = int(abs(duration).total_seconds() // 60)
-    return format_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
-
-
 def human_time(value: datetime, tz: tzinfo) -> str:
     """A time for people in the service's zone: 'Monday 9 June 2025, 14:02 CEST'."""
     local = value.astimezone(tz)
     return f"{local:%A} {local.day} {local:%B %Y, %H:%M %Z}"
+
+
+# -- transitions ---------------------------------------------------------------------
+
+
+def start_first_clock(thread: ClockedThread, received_at: datetime, policy: ClockPolicy) -> None:
+    """A new conversation: clock 1 runs from its first customer message."""
+    thread.status = ThreadStatus.OPEN
+    thread.clock = 1
+    thread.clock_started_at = thread.last_customer_at = received_at
+    thread.deadline_at = first_deadline(received_at, policy)
+    thread.escalation_level = 0
+    thread.next_escalation_at = next_escalation_at(received_at, policy.steps, 0)
+
+
+def skip_escalations(thread: ClockedThread, policy: ClockPolicy) -> None:
+    """Count every step of the current clock as sent: for mail found on a first start."""
+    thread.escalation_level = len(policy.steps)
+    thread.next_escalation_at = None
+
+
+def apply_message(
+    thread: ClockedThread, verdict: Verdict, sender: str | None, received_at: datetime, policy: ClockPolicy,
+    in_sent_folder: bool = False,
+) -> None:
+    """Update a thread's count and clock for one more message in it."""
+    thread.message_count += 1
+    if in_sent_folder:
+        # Whatever its From says, a person's mail in our Sent folder is our answer.
+        if verdict.category in SENT_RESPONSES:
+            mark_answered(thread, received_at, via=AnsweredVia.SENT_FOLDER, by=sender, policy=policy)
+    elif verdict.is_customer:
+        customer_wrote(thread, received_at, policy)
+    elif verdict.category in STAFF_RESPONSES:
+        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender, policy=policy)
+
+
+def customer_wrote(thread: ClockedThread, received_at: datetime, policy: ClockPolicy) -> None:
+    """A customer message: reopens an answered or closed thread when a next deadline is set."""
+    thread.last_customer_at = max(thread.last_customer_at, received_at)
+    if thread.status == ThreadStatus.OPEN:
+        return
+    deadline = reopened_deadline(received_at, policy)
+    if deadline is None:
+        return
+    _start_new_clock(thread, received_at, deadline, policy)
+
+
+def mark_answered(
+    thread: ClockedThread, at: datetime, via: str, by: str | None, policy: ClockPolicy,
+    covers_until: datetime | None = None,
+) -> bool:
+    """Stop the clock of an open thread; False when there was nothing to stop.
+
+    `covers_until`: the newest customer message this answer can have seen (the staff
+    message's own time, or the flagged message's). A customer message after it still
+    waits, so the thread reopens on a new clock from that message.
+    """
+    if thread.status != ThreadStatus.OPEN:
+        return False
+    thread.status = ThreadStatus.ANSWERED
+    thread.answered_at = at
+    thread.answered_via = str(via)  # a plain string in the row, whatever the enum
+    thread.answered_by = by
+    thread.deadline_at = None
+    thread.next_escalation_at = None
+    seen_until = covers_until or at
+    if thread.last_customer_at > seen_until:
+        customer_wrote(thread, thread.last_customer_at, policy)
+    return True
+
+
+def close_thread(thread: ClockedThread) -> None:
+    """Closed threads have no clock: nothing more is expected of staff."""
+    thread.status = ThreadStatus.CLOSED
+    thread.deadline_at = None
+    thread.next_escalation_at = None
+
+
+def reopen_thread(thread: ClockedThread, now: datetime, policy: ClockPolicy) -> None:
+    """Start a new clock from `now`, as if the customer had just written again."""
+    _start_new_clock(thread, now, reopened_deadline(now, policy) or first_deadline(now, policy), policy)
+
+
+def _start_new_clock(thread: ClockedThread, started_at: datetime, deadline: datetime, policy: ClockPolicy) -> None:
+    # A new clock number lets every escalation step fire once more, exactly once.
+    thread.status = ThreadStatus.OPEN
+    thread.clock += 1
+    thread.clock_started_at = started_at
+    thread.deadline_at = deadline
+    thread.escalation_level = 0
+    thread.next_escalation_at = next_escalation_at(started_at, policy.steps, 0)

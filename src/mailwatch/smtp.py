@@ -13,14 +13,10 @@ from types import TracebackType
 import aiosmtplib
 import structlog
 
-from mailwatch.errors import AuthenticationError, PermanentError, TransientError
+from mailwatch.errors import AuthenticationError, PermanentError, SmtpUnavailable, TransientError
 from mailwatch.tls import tls_context
 
 log = structlog.get_logger(__name__)
-
-
-class SmtpUnavailable(TransientError):
-    """The connection, not the message, failed: the rest of a batch waits too."""
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,18 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, select_autoescape
+import structlog
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    select_autoescape,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
-import structlog
-
-from mailwatch.errors import ConfigError
+from mailwatch.errors import TemplateProblem
 from mailwatch.resources import packaged_dir
 
 log = structlog.get_logger(__name__)
@@ -35,10 +41,6 @@ def one_line(text: str, limit: int = SUBJECT_LIMIT) -> str:
     """Text made safe for a header: one line, no control characters, bounded length."""
     flat = " ".join(CONTROL.sub(" ", text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-class TemplateProblem(ConfigError):
-    """A template that does not compile or render; names the file and line."""
 
 
 @dataclass(frozen=True)

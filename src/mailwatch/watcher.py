@@ -16,8 +16,8 @@ import structlog
 from mailwatch.config import MailboxSettings
 from mailwatch.errors import AuthenticationError, TransientError
 from mailwatch.imap import ImapConnection
+from mailwatch.pipeline.sync import FolderReport
 from mailwatch.retry import backoff_s
-from mailwatch.sync import FolderReport
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,8 @@ import pytest
 
 from mailwatch.config import Settings, load_settings
 from mailwatch.db.engine import Database
-from mailwatch.devservers import Dovecot, SmtpSink, local_config
+from mailwatch.testing.devservers import Dovecot, SmtpSink, local_config
+
 
 @pytest.fixture
 def config_file(dovecot: Dovecot, imap_user: str, database_url: str, tmp_path: Path) -> Callable[..., Path]:

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.models import Message, OutboxMail
 from mailwatch.service import Service
-
 from tests.mailfactory import customer_mail
 
 # The ack_outcome a message that gets no ack must carry, by manifest category.
@@ -44,7 +44,7 @@ def test_corpus_acks_exactly_the_people_the_manifest_names(corpus, dovecot, imap
     settings = ack_settings()
     db = db_for(settings)
     uids = {e["file"]: dovecot.append(imap_user, (corpus / e["file"]).read_bytes()) for e in manifest}
-    report = poll(Service(settings, db))
+    report = poll(Service(settings, db, system_clock))
     expected = [e for e in manifest if e["should_ack"]]
     assert report.outbox.sent == len(expected)
     received = smtp_sink.wait_for(len(expected))
@@ -66,7 +66,7 @@ def test_ack_headers_thread_and_never_invite_a_loop(corpus, dovecot, imap_user, 
     settings = ack_settings()
     db = db_for(settings)
     dovecot.append(imap_user, (corpus / "09-reply-to-differs.eml").read_bytes())
-    poll(Service(settings, db))
+    poll(Service(settings, db, system_clock))
     (mail,) = smtp_sink.wait_for(1)
     message = mail.message
     (row,) = outbox_rows(db)
@@ -92,7 +92,7 @@ def test_header_injection_and_huge_subject_stay_single_safe_lines(corpus, doveco
     db = db_for(settings)
     for name in ("35-subject-crlf-injection.eml", "34-long-header-line.eml", "07-raw-utf8-headers.eml"):
         dovecot.append(imap_user, (corpus / name).read_bytes())
-    poll(Service(settings, db))
+    poll(Service(settings, db, system_clock))
     received = smtp_sink.wait_for(3)
     assert len(received) == 3
     for mail in received:
@@ -108,9 +108,9 @@ def test_follow_up_in_same_thread_gets_no_second_ack(corpus, dovecot, imap_user,
     settings = ack_settings()
     db = db_for(settings)
     dovecot.append(imap_user, (corpus / "23-thread-first.eml").read_bytes())
-    poll(Service(settings, db))
+    poll(Service(settings, db, system_clock))
     dovecot.append(imap_user, (corpus / "24-thread-customer-reply.eml").read_bytes())
-    poll(Service(settings, db))
+    poll(Service(settings, db, system_clock))
     assert [m.recipients for m in smtp_sink.wait_for(1)] == [("fatima.haddad@example.net",)]
     assert len(outbox_rows(db)) == 1
 
@@ -121,7 +121,7 @@ def test_old_mail_on_first_start_is_not_acknowledged(dovecot, imap_user, ack_set
     db = db_for(settings)
     dovecot.append(imap_user, customer_mail(1), msg_time=datetime.now(UTC) - timedelta(hours=2))
     dovecot.append(imap_user, customer_mail(2))
-    poll(Service(settings, db))
+    poll(Service(settings, db, system_clock))
     assert [m.recipients for m in smtp_sink.wait_for(1)] == [("customer2@example.com",)]
     with db.session() as session:
         outcomes = dict(session.execute(select(Message.uid, Message.ack_outcome)).all())
@@ -133,7 +133,7 @@ def test_one_ack_per_sender_per_interval_across_threads(dovecot, imap_user, ack_
     settings = ack_settings('per_sender_interval = "24h"')
     db = db_for(settings)
     dovecot.append_many(imap_user, [customer_mail(1, sender="same"), customer_mail(1, sender="same").replace(b"q1.same", b"q9.same")])
-    poll(Service(settings, db))
+    poll(Service(settings, db, system_clock))
     assert len(smtp_sink.wait_for(1)) == 1
     with db.session() as session:
         assert session.scalars(select(Message.ack_outcome).order_by(Message.uid)).all() == ["send", "sender-rate-limited"]
@@ -145,7 +145,7 @@ def test_global_cap_stops_acks_and_says_so_loudly(dovecot, imap_user, ack_settin
     db = db_for(settings)
     dovecot.append_many(imap_user, [customer_mail(n) for n in range(5)])
     with capture_logs() as logs:
-        poll(Service(settings, db))
+        poll(Service(settings, db, system_clock))
     assert len(smtp_sink.wait_for(3)) == 3
     assert sum(1 for e in logs if e["event"] == "ack_global_cap_reached" and e["log_level"] == "error") == 2
     assert len(outbox_rows(db)) == 3
@@ -157,7 +157,7 @@ def test_temporary_smtp_failure_is_retried_and_delivered_once(dovecot, imap_user
     db = db_for(settings)
     smtp_sink.handler.scripted[:] = ["421 4.3.2 Service shutting down", "451 4.3.0 Try again later"]
     dovecot.append(imap_user, customer_mail(1))
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     assert poll(service).outbox.deferred == 1
     for _ in range(50):
         if smtp_sink.received:
@@ -176,7 +176,7 @@ def test_permanent_rejection_is_recorded_and_never_retried(dovecot, imap_user, a
     db = db_for(settings)
     smtp_sink.handler.rejected.add("customer1@example.com")
     dovecot.append(imap_user, customer_mail(1))
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     assert poll(service).outbox.failed == 1
     asyncio.run(asyncio.sleep(1.2))
     assert asyncio.run(service.drain_outbox()).sent == 0
@@ -190,11 +190,11 @@ def test_ack_queued_while_smtp_is_down_is_sent_once_by_a_later_process(dovecot, 
     db = db_for(settings)
     smtp_sink.stop()
     dovecot.append(imap_user, customer_mail(1))
-    assert poll(Service(settings, db)).outbox.deferred == 1
+    assert poll(Service(settings, db, system_clock)).outbox.deferred == 1
     smtp_sink.start()
     asyncio.run(asyncio.sleep(1.1))  # past the retry delay
-    assert poll(Service(settings, db)).outbox.sent == 1
-    assert poll(Service(settings, db)).outbox.sent == 0
+    assert poll(Service(settings, db, system_clock)).outbox.sent == 1
+    assert poll(Service(settings, db, system_clock)).outbox.sent == 0
     assert len(smtp_sink.wait_for(1)) == 1
 
 
@@ -202,7 +202,7 @@ def test_ack_queued_while_smtp_is_down_is_sent_once_by_a_later_process(dovecot, 
 def test_two_instances_on_one_database_ack_each_thread_once(dovecot, imap_user, ack_settings, db_for, smtp_sink):
     # Two services racing over the same mailbox and PostgreSQL database still log once and ack once.
     settings = ack_settings()
-    first, second = Service(settings, db_for(settings)), Service(settings, db_for(settings))
+    first, second = Service(settings, db_for(settings), system_clock), Service(settings, db_for(settings), system_clock)
     dovecot.append_many(imap_user, [customer_mail(n) for n in range(40)])
 
     async def race():

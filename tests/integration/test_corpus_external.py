@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Message
-from mailwatch.devservers import local_config
+from mailwatch.testing.devservers import local_config
 from mailwatch.mail.parse import parse_message, split_raw
 from mailwatch.mail.rules import reply_address
 from mailwatch.service import Service
@@ -79,7 +80,7 @@ def test_every_external_mail_is_logged_and_acked_only_if_a_person_wrote(external
             raws = [(mails / name).read_bytes() for name in names]
             uids = dovecot.append_many(imap_user, raws, msg_time=now - timedelta(seconds=number))
             uid_of.update(zip(names, uids))
-            asyncio.run(Service(settings, db).run_once())
+            asyncio.run(Service(settings, db, system_clock).run_once())
         with db.session() as session:
             rows = {row.uid: row for row in session.scalars(select(Message))}
     finally:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from mailwatch.config import load_settings
 from mailwatch.db.models import Message, OutboxMail
-from mailwatch.devservers import Dovecot, free_port
+from mailwatch.testing.devservers import Dovecot, free_port
 from tests.mailfactory import customer_mail
 
 ACK_FAST = 'max_age = "2d"'

@@ -20,7 +20,7 @@ from bench.fuzz import fetched_from, fuzz_database, mutate, seeds
 from mailwatch.db.models import Message
 from mailwatch.mail.parse import parse_message
 from mailwatch.mail.rules import Identity, classify
-from mailwatch.sync import FolderSync
+from mailwatch.pipeline.sync import FolderSync
 
 INLINE_SEEDS = [  # used when the shared corpora are absent
     b"From: Ann <ann@example.org>\r\nSubject: hi\r\nMessage-ID: <a@example.org>\r\n\r\nHello\r\n",

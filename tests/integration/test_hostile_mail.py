@@ -4,6 +4,7 @@ import asyncio
 
 from sqlalchemy import select
 
+from mailwatch.clock import system_clock
 from mailwatch.db.models import Message
 from mailwatch.imap import HEADER_MAX_BYTES, ImapConnection, ImapEndpoint, plan_batches
 from mailwatch.service import Service
@@ -16,7 +17,7 @@ HUGE_HEADER = b"From: flood@example.org\r\nSubject: flood\r\n" + b"X-Pad: aaaaaa
 def test_a_huge_header_is_fetched_cut_and_recorded_so(dovecot, imap_user, settings, db):
     # A 680 KB header costs at most HEADER_MAX_BYTES; the row says it was cut; the next mail is logged.
     dovecot.append_many(imap_user, [HUGE_HEADER, customer_mail(1)])
-    asyncio.run(Service(settings, db).run_once())
+    asyncio.run(Service(settings, db, system_clock).run_once())
     with db.session() as session:
         flood, customer = session.scalars(select(Message).order_by(Message.uid)).all()
     assert flood.header_truncated and flood.from_address == "flood@example.org"

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.engine import Database
 from mailwatch.errors import AuthenticationError, TransientError
@@ -69,7 +70,7 @@ address = "{name}@acme.example"
     dovecot.append(f"support-{tmp_path.name}", customer_mail(1))
     dovecot.append_many(f"sales-{tmp_path.name}", [customer_mail(2), customer_mail(3)])
     db = Database(settings.service.database)
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     service.prepare()
     report = asyncio.run(service.run_once())
     assert {(f.mailbox, f.logged) for f in report.folders} == {("support", 1), ("sales", 2)}

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.models import FolderState, Message, Thread
-from mailwatch.imap import FetchedMessage
+from mailwatch.imap import FetchedMessage, ImapConnection, ImapEndpoint
+from mailwatch.pipeline.sync import folder_state
 from mailwatch.service import Service
-from mailwatch.sync import folder_state
 from tests.mailfactory import customer_mail
 
 # Manifest categories that name what a person wrote; the rest are rules.py categories.
@@ -31,7 +32,7 @@ def expected_category(entry: dict) -> str:
 
 
 def poll(settings, db) -> int:
-    return asyncio.run(Service(settings, db).run_once()).logged
+    return asyncio.run(Service(settings, db, system_clock).run_once()).logged
 
 
 def count(db, model=Message, *where) -> int:
@@ -112,14 +113,30 @@ def test_polling_twice_logs_nothing_twice(dovecot, imap_user, settings, db):
     assert count(db, Thread) == 31
 
 
-def test_reading_never_marks_mail_as_seen(dovecot, imap_user, settings, db):
-    # BODY.PEEK: staff still see the customer's mail as unread.
+def test_polling_never_marks_mail_as_seen(dovecot, imap_user, settings, db):
+    # A poll opens folders read-only: staff still see the customer's mail as unread.
     dovecot.append(imap_user, customer_mail(1))
     poll(settings, db)
     with dovecot.client(imap_user) as client:
         client.select_folder("INBOX")
         flags = client.get_flags(client.search("ALL"))
     assert all(b"\\Seen" not in f for f in flags.values())
+
+
+def test_fetching_leaves_mail_unseen_even_in_a_read_write_folder(dovecot, imap_user):
+    # mailwatch's FETCH peeks: the read-only SELECT is a second guard, not the only one.
+    dovecot.append_many(imap_user, [customer_mail(1), customer_mail(2)])
+    connection = ImapConnection(ImapEndpoint("127.0.0.1", dovecot.port, "none", imap_user, timeout_s=10),
+                                dovecot.password)
+    connection.open()
+    try:
+        connection.client.select_folder("INBOX", readonly=False)  # where a plain BODY[] sets \\Seen
+        fetched = connection.fetch(connection.client.search("ALL"))
+        assert len(fetched) == 2 and all(m.header for m in fetched)
+        flags = connection.flags([m.uid for m in fetched])
+    finally:
+        connection.close()
+    assert flags and all("\\Seen" not in f for f in flags.values())
 
 
 def test_uidvalidity_change_resyncs_without_duplicates(dovecot, imap_user, config_file, db_for):
@@ -170,7 +187,7 @@ def test_killed_poll_resumes_without_losing_or_doubling(dovecot, imap_user, conf
 
 def test_a_message_that_cannot_be_stored_is_quarantined_and_the_rest_go_on(settings, db, corpus):
     # One message whose recording fails is kept with its error; its neighbours are logged normally.
-    service = Service(settings, db)
+    service = Service(settings, db, system_clock)
     ctx = replace(service.folder_context(settings.mailboxes[0], "INBOX"), uidvalidity=7)
     with db.session() as session:
         folder_state(session, "support", "INBOX").uidvalidity = 7  # as a SELECT would have set it

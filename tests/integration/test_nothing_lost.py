@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.models import Message
 from mailwatch.service import Service
@@ -20,7 +21,7 @@ SAME_ID = b"From: cy@example.org\r\nMessage-ID: <same@example.org>\r\nSubject: t
 
 
 def poll(settings, db):
-    return asyncio.run(Service(settings, db).run_once())
+    return asyncio.run(Service(settings, db, system_clock).run_once())
 
 
 def rows(db) -> list[Message]:

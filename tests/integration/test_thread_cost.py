@@ -7,10 +7,11 @@ import pytest
 from sqlalchemy import event, text
 
 from bench.threadcost import build_thread, reply
+from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.engine import Database
-from mailwatch.devservers import local_config
-from mailwatch.ingest import record_message
+from mailwatch.testing.devservers import local_config
+from mailwatch.pipeline.ingest import record_message
 from mailwatch.service import Service
 
 THREAD_SIZE = 2_000  # enough rows that SQLite's planner has a real choice to make
@@ -26,7 +27,8 @@ def big_thread(tmp_path):
     db = Database(settings.service.database)
     db.ensure_schema()
     thread_id = build_thread(db, THREAD_SIZE, datetime.now(UTC) - timedelta(days=3))
-    yield db, thread_id, replace(Service(settings, db).folder_context(settings.mailboxes[0], "INBOX"), uidvalidity=1)
+    service = Service(settings, db, system_clock)
+    yield db, thread_id, replace(service.folder_context(settings.mailboxes[0], "INBOX"), uidvalidity=1)
     db.dispose()
 
 

@@ -24,10 +24,9 @@ from mailwatch.config import (
     Settings,
     SmtpSettings,
     default_config_path,
-    format_duration,
     load_settings,
-    parse_duration,
 )
+from mailwatch.durations import format_duration, parse_duration
 from mailwatch.errors import ConfigError
 
 # The repository's example configuration, which must stay valid.

@@ -7,16 +7,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailwatch.db.models import Thread
+from mailwatch.durations import rounded
 from mailwatch.sla import (
     ClockPolicy,
+    close_thread,
+    customer_wrote,
     due_steps,
     first_deadline,
     human_time,
+    mark_answered,
     next_escalation_at,
+    reopen_thread,
     reopened_deadline,
-    rounded,
 )
-from mailwatch.threads import close_thread, customer_wrote, mark_answered, reopen_thread
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)

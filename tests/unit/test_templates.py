@@ -9,12 +9,13 @@ from email.policy import SMTP, default
 import pytest
 from structlog.testing import capture_logs
 
-from mailwatch.acks import Acknowledger, bare_subject, matching_faq, sample_context
 from mailwatch.config import load_settings
 from mailwatch.db.models import Thread
 from mailwatch.mail.parse import parse_message, split_raw
+from mailwatch.pipeline.acks import Acknowledger, bare_subject, matching_faq, sample_context
+from mailwatch.pipeline.threads import ticket_pattern
+from mailwatch.policies import build_policies
 from mailwatch.templates import Templates, build_email, header_address, one_line
-from mailwatch.threads import ticket_pattern
 
 RECEIVED = datetime(2026, 6, 9, 12, 2, tzinfo=UTC)
 
@@ -69,10 +70,15 @@ def inbound(subject: str, sender: str = "Zoë Lindström <zoe@example.net>", bod
         """).encode()
 
 
+def acknowledger_for(settings, templates: Templates) -> Acknowledger:
+    policies = build_policies(settings)
+    return Acknowledger(policies.ack, policies.branding, templates, ticket_pattern("#"))
+
+
 def render_ack(settings, raw: bytes, ticket: int = 1042):
     parsed = parse_message(*split_raw(raw))
     thread = Thread(id=ticket, mailbox="support", deadline_at=RECEIVED.replace(day=10))
-    acknowledger = Acknowledger(settings, Templates(settings.service.templates), ticket_pattern("#"))
+    acknowledger = acknowledger_for(settings, Templates(settings.service.templates))
     recipient = parsed.from_[0]
     rendered = Templates(settings.service.templates).render_mail("ack", acknowledger.context(thread, parsed, recipient, RECEIVED))
     message = build_email(rendered, sender=settings.smtp.from_, to=header_address(recipient.name, recipient.address),
@@ -152,7 +158,7 @@ def test_broken_override_template_is_reported_with_file_and_line(settings_with, 
     folder.mkdir()
     (folder / "ack.txt.j2").write_text("Hello\n{{ customer.nmae }}\n")
     templates = Templates(folder)
-    context = sample_context(Acknowledger(settings_with(), templates, ticket_pattern("#")), RECEIVED)
+    context = sample_context(acknowledger_for(settings_with(), templates), RECEIVED)
     assert re.match(r"ack.txt.j2: line 2: .*nmae", templates.check({"ack": context})[0])
     (folder / "ack.txt.j2").write_text("Hello {% if %}\n")
     assert templates.check({"ack": context})[0].startswith(str(folder / "ack.txt.j2") + ": line 1")

@@ -1,10 +1,8 @@
 """Engine and sessions, SQLite pragmas, and the schema's version check and upgrade."""
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import structlog
 from alembic import command
@@ -16,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailwatch.errors import MailwatchError, SchemaError, TransientError
+from mailwatch.errors import SchemaError, TransientError
 from mailwatch.resources import packaged_dir
 
 log = structlog.get_logger(__name__)
@@ -51,29 +49,6 @@ def _alembic_config(engine_connection) -> AlembicConfig:
     config.set_main_option("script_location", str(packaged_dir("migrations")))
     config.attributes["connection"] = engine_connection
     return config
-
-
-class InstanceLocked(MailwatchError):
-    """Another mailwatch process works on the same SQLite database."""
-
-
-def lock_sqlite(url: str) -> IO | None:
-    """An exclusive lock beside a SQLite database, held while the returned file is open."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    path = Path(parsed.database + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise InstanceLocked(
-            f"another mailwatch process (`run` or `poll`) is already using {parsed.database}; "
-            "one SQLite database serves one process at a time (use PostgreSQL to run several)"
-        ) from None
-    return handle
 
 
 class Database:

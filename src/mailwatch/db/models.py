@@ -1,6 +1,7 @@
 """The tables: mailbox sync state, the message log, threads and the outbox."""
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from mailwatch.sla import ThreadStatus
 
 # Constraint names are spelled out so that Alembic batch mode on SQLite can find them.
 NAMING_CONVENTION = {
@@ -48,6 +51,39 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EnumText(TypeDecorator[StrEnum]):
+    """A StrEnum stored as its value (a driver may otherwise dump an enum by its name)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: StrEnum | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+class OutboxKind(StrEnum):
+    """What an outbox mail is."""
+
+    ACK = "ack"
+    ESCALATION = "escalation"
+    ALERT = "alert"
+
+
+class OutboxStatus(StrEnum):
+    """Where an outbox mail stands."""
+
+    PENDING = "pending"  # due at next_attempt_at
+    SENT = "sent"  # the SMTP server accepted it
+    FAILED = "failed"  # given up: a 5xx answer or give_up_after passed
 
 
 class Base(DeclarativeBase):
@@ -95,7 +131,7 @@ class Thread(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     customer_address: Mapped[str] = mapped_column(String(320), index=True)
     customer_name: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[ThreadStatus] = mapped_column(EnumText(ThreadStatus, 16), default=ThreadStatus.OPEN)
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_customer_at: Mapped[datetime] = mapped_column(UTCDateTime)
     clock: Mapped[int] = mapped_column(Integer, default=1)
@@ -163,7 +199,7 @@ class OutboxMail(Base):
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # ack | escalation | alert
+    kind: Mapped[OutboxKind] = mapped_column(EnumText(OutboxKind, 16))
     # "ack:1042" can exist only once, on any instance; escalations are kept single by
     # the escalations table instead, and alerts by their incident.
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -173,7 +209,7 @@ class OutboxMail(Base):
     envelope_from: Mapped[str] = mapped_column(String(320), default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the exact bytes to send
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    status: Mapped[OutboxStatus] = mapped_column(EnumText(OutboxStatus, 16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

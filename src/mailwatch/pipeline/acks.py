@@ -13,12 +13,13 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailwatch.config import FaqEntry, Settings, format_duration
-from mailwatch.db.models import Message, OutboxMail, Thread
+from mailwatch.config import FaqEntry
+from mailwatch.db.models import Message, OutboxKind, OutboxMail, Thread
+from mailwatch.durations import format_duration
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack
-from mailwatch.outbox import enqueue
-from mailwatch.sla import human_time
+from mailwatch.pipeline.outbox import enqueue
+from mailwatch.policies import AckPolicy, Branding
 from mailwatch.templates import Templates, build_email, header_address, our_message_id
 
 log = structlog.get_logger(__name__)
@@ -43,8 +44,10 @@ def matching_faq(entries: Sequence[FaqEntry], text: str, limit: int) -> list[Faq
 class Acknowledger:
     """Decides and queues acknowledgments for one configuration."""
 
-    def __init__(self, settings: Settings, templates: Templates, ticket_tag: re.Pattern[str]) -> None:
-        self.settings = settings
+    def __init__(self, policy: AckPolicy, branding: Branding, templates: Templates,
+                 ticket_tag: re.Pattern[str]) -> None:
+        self.policy = policy
+        self.branding = branding
         self.templates = templates
         self.ticket_tag = ticket_tag
 
@@ -53,13 +56,13 @@ class Acknowledger:
         verdict: Verdict, recipient: Address | None, row: Message, now: datetime,
     ) -> AckDecision:
         """Decide for one logged message, record the outcome on it, queue the ack if due."""
-        settings = self.settings.acknowledgment
+        policy = self.policy
         facts = self._facts(session, recipient, now) if verdict.is_customer and recipient and new_thread else None
         decision = decide_ack(
             verdict, recipient, row.received_at, now,
             facts or AckFacts(thread_acknowledged=not new_thread, last_ack_to_sender_at=None, acks_in_last_hour=0),
-            enabled=settings.enabled, max_age=settings.max_age,
-            per_sender_interval=settings.per_sender_interval, max_per_hour=settings.max_per_hour,
+            enabled=policy.enabled, max_age=policy.max_age,
+            per_sender_interval=policy.per_sender_interval, max_per_hour=policy.max_per_hour,
         )
         row.ack_outcome, row.ack_reason = decision.outcome.value, decision.reason
         if decision.send and thread is not None and recipient is not None:
@@ -69,7 +72,7 @@ class Acknowledger:
         return decision
 
     def _facts(self, session: Session, recipient: Address, now: datetime) -> AckFacts:
-        is_ack = OutboxMail.kind == "ack"
+        is_ack = OutboxMail.kind == OutboxKind.ACK
         last = session.scalar(
             select(func.max(OutboxMail.created_at)).where(is_ack, OutboxMail.recipient == recipient.address.lower())
         )
@@ -80,12 +83,12 @@ class Acknowledger:
 
     def _queue(self, session: Session, thread: Thread, parsed: ParsedMessage, recipient: Address,
                row: Message, now: datetime) -> None:
-        smtp = self.settings.smtp
+        branding = self.branding
         context = self.context(thread, parsed, recipient, row.received_at)
         message = build_email(
             self.templates.render_mail("ack", context),
-            sender=smtp.from_, to=header_address(recipient.name, recipient.address),
-            message_id=our_message_id(thread.id, now, smtp.from_domain), date=format_datetime(now),
+            sender=branding.sender, to=header_address(recipient.name, recipient.address),
+            message_id=our_message_id(thread.id, now, branding.sender_domain), date=format_datetime(now),
             # A made-up Message-ID would thread nothing: omit the reply headers then.
             in_reply_to=None if parsed.message_id_synthesised else parsed.message_id,
             references=parsed.references,
@@ -93,29 +96,28 @@ class Acknowledger:
                 "Auto-Submitted": "auto-replied",
                 "Precedence": "bulk",
                 "X-Auto-Response-Suppress": "All",
-                "X-Mailwatch-Loop": self.settings.mailbox(thread.mailbox).address,
+                "X-Mailwatch-Loop": self.policy.mailbox_addresses[thread.mailbox],
             },
         )
-        envelope_from = self.settings.acknowledgment.envelope_from or ""
-        enqueue(session, kind="ack", dedupe_key=f"ack:{thread.id}", message=message,
-                recipient=recipient.address.lower(), envelope_from=envelope_from, now=now, thread_id=thread.id)
+        enqueue(session, kind=OutboxKind.ACK, dedupe_key=f"ack:{thread.id}", message=message,
+                recipient=recipient.address.lower(), envelope_from=self.policy.envelope_from, now=now,
+                thread_id=thread.id)
         log.info("ack_queued", thread=thread.id, recipient=recipient.address, message_id=row.message_id,
                  ack_message_id=message["Message-ID"])
 
     def context(self, thread: Thread, parsed: ParsedMessage, recipient: Address, received_at: datetime) -> dict:
         """What the ack templates see."""
-        settings = self.settings
-        faq = settings.faq
+        branding, faq = self.branding, self.policy.faq
         return {
-            "service": {"name": settings.service.name, "phone": settings.service.phone},
-            "ticket": f"{settings.service.ticket_prefix}{thread.id}",
+            **branding.context(),
+            "ticket": branding.ticket(thread.id),
             "ticket_number": thread.id,
             "customer": {"name": recipient.name, "address": recipient.address},
             "subject": parsed.subject,
             "subject_without_prefix": bare_subject(parsed.subject, self.ticket_tag),
-            "received_at": human_time(received_at, settings.service.tz),
-            "deadline": human_time(thread.deadline_at or received_at + settings.sla.first_response, settings.service.tz),
-            "response_within": format_duration(settings.sla.first_response),
+            "received_at": branding.local_time(received_at),
+            "deadline": branding.local_time(thread.deadline_at or received_at + self.policy.first_response),
+            "response_within": format_duration(self.policy.first_response),
             "faq": {"url": faq.url, "entries": matching_faq(faq.entries, f"{parsed.subject} {parsed.snippet}", faq.max_entries)},
             "quote": parsed.snippet[:ACK_QUOTE_CHARS],
         }
@@ -136,6 +138,6 @@ def sample_context(acknowledger: "Acknowledger", now: datetime) -> dict:
         snippet="Hello, my order arrived broken. I would like a refund or a replacement.",
         from_=(Address("Renée Lefèvre", "renee@example.com"),),
     )
-    thread = Thread(id=1042, mailbox=acknowledger.settings.mailboxes[0].name,
-                    deadline_at=now + acknowledger.settings.sla.first_response)
+    mailbox = next(iter(acknowledger.policy.mailbox_addresses))
+    thread = Thread(id=1042, mailbox=mailbox, deadline_at=now + acknowledger.policy.first_response)
     return acknowledger.context(thread, parsed, parsed.from_[0], now)

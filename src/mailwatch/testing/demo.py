@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from mailwatch import cli
-from mailwatch.devservers import Dovecot, SmtpSink
+from mailwatch.testing.devservers import Dovecot, SmtpSink
 
 ACCOUNT = "support"
 

@@ -7,9 +7,9 @@ that still fails is quarantined: it never blocks the messages after it.
 """
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -22,10 +22,17 @@ from mailwatch.db.engine import Database
 from mailwatch.db.models import FolderState, Message, Thread
 from mailwatch.errors import TransientError
 from mailwatch.imap import FetchedMessage, FolderStatus, ImapConnection
-from mailwatch.ingest import (
-    FolderContext, Logged, log_logged, record_batch, record_flags, record_message, record_unparsable,
-)
 from mailwatch.mail.rules import Category
+from mailwatch.pipeline.ingest import (
+    FolderContext,
+    Logged,
+    log_logged,
+    record_batch,
+    record_flags,
+    record_message,
+    record_unparsable,
+)
+from mailwatch.sla import ThreadStatus
 
 log = structlog.get_logger(__name__)
 
@@ -173,7 +180,7 @@ class FolderSync:
         with self.db.session() as session:
             return list(session.scalars(
                 select(Message.uid).join(Thread, Message.thread_id == Thread.id).where(
-                    Thread.status == "open", Message.mailbox == ctx.mailbox, Message.folder == ctx.folder,
+                    Thread.status == ThreadStatus.OPEN, Message.mailbox == ctx.mailbox, Message.folder == ctx.folder,
                     Message.uidvalidity == ctx.uidvalidity, Message.category == Category.CUSTOMER.value,
                 )
             ))

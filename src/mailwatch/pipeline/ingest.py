@@ -8,13 +8,13 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailwatch.acks import Acknowledger
 from mailwatch.db.models import Message, Thread
 from mailwatch.imap import FetchedMessage
 from mailwatch.mail.parse import Address, ParsedMessage, parse_message, synthesised_stem
 from mailwatch.mail.rules import Category, Identity, Verdict, classify, reply_address
-from mailwatch.sla import ClockPolicy
-from mailwatch.threads import apply_message, find_thread, mark_answered, open_thread, skip_escalations
+from mailwatch.pipeline.acks import Acknowledger
+from mailwatch.pipeline.threads import find_thread, open_thread
+from mailwatch.sla import AnsweredVia, ClockPolicy, apply_message, mark_answered, skip_escalations
 
 log = structlog.get_logger(__name__)
 
@@ -241,7 +241,7 @@ def record_flags(session: Session, ctx: FolderContext, flags: dict[int, tuple[st
 
 def answer_by_flag(thread: Thread, flagged_received_at: datetime, ctx: FolderContext, now: datetime) -> bool:
     """\\Answered on a customer's message answers the thread up to that message, as first seen now."""
-    answered = mark_answered(thread, now, via="flag", by=None, policy=ctx.policy, covers_until=flagged_received_at)
+    answered = mark_answered(thread, now, via=AnsweredVia.FLAG, by=None, policy=ctx.policy, covers_until=flagged_received_at)
     if answered:
-        log.info("thread_answered", thread=thread.id, via="flag", mailbox=ctx.mailbox)
+        log.info("thread_answered", thread=thread.id, via=AnsweredVia.FLAG.value, mailbox=ctx.mailbox)
     return answered

@@ -9,8 +9,8 @@ that message once the lease expires; nothing queued is ever lost.
 
 import asyncio
 import random
-from collections.abc import Callable
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -22,14 +22,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailwatch.db.engine import Database
-from mailwatch.db.models import OutboxMail
-from mailwatch.errors import AuthenticationError, PermanentError, TransientError
+from mailwatch.db.models import OutboxKind, OutboxMail, OutboxStatus
+from mailwatch.errors import AuthenticationError, PermanentError, SmtpUnavailable, TransientError
 from mailwatch.retry import backoff_s
-from mailwatch.smtp import SmtpSender, SmtpUnavailable
+from mailwatch.smtp import SmtpSender
 
 log = structlog.get_logger(__name__)
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENT, FAILED = OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.FAILED
+LOST = "lost"  # an outcome, not a status: another sender took the row over
 CLAIM_BATCH = 300  # rows claimed per round; each connection sends its share in turn
 
 
@@ -48,7 +49,7 @@ class RetryPolicy:
 
 
 def enqueue(
-    session: Session, *, kind: str, dedupe_key: str, message: EmailMessage, recipient: str,
+    session: Session, *, kind: OutboxKind, dedupe_key: str, message: EmailMessage, recipient: str,
     envelope_from: str, now: datetime, thread_id: int | None = None,
 ) -> bool:
     """Queue one message in the caller's transaction; False if `dedupe_key` was queued before."""
@@ -65,7 +66,7 @@ def enqueue(
 @dataclass(frozen=True)
 class Claimed:
     id: int
-    kind: str
+    kind: OutboxKind
     recipient: str
     envelope_from: str
     content: bytes
@@ -178,7 +179,7 @@ class Outbox:
             if row.claimed_until != item.claimed_until:
                 # Our lease ran out and another sender took the row over: its result counts.
                 log.warning("outbox_lease_lost", outbox_id=item.id, kind=item.kind)
-                return "lost", None
+                return LOST, None
             row.claimed_until = None
             if error is None:
                 row.status, row.sent_at, row.last_error = SENT, now, None

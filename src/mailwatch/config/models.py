@@ -1,0 +1,403 @@
+"""The settings, one frozen model per TOML section; `Settings` is the whole file."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password
+from mailwatch.config.types import (
+    ADDRESS,
+    CredentialName,
+    Duration,
+    EmailAddress,
+    EnvName,
+    Host,
+    MailboxName,
+    Model,
+    Port,
+    Security,
+    StaffEntry,
+    Text,
+    Url,
+    is_loopback,
+    problem,
+    resolve_path,
+)
+from mailwatch.durations import format_duration
+
+# Characters that would break the "[#1042]" ticket tag in subjects.
+_TICKET_PREFIX_FORBIDDEN = re.compile(r"[\s\[\](){}<>]")
+
+
+class ServiceSettings(Model):
+    """[service]: who we are and where things live."""
+
+    name: Text = "Support"
+    phone: StrictStr = ""
+    timezone: StrictStr = "UTC"
+    database: StrictStr = "sqlite:////var/lib/mailwatch/mailwatch.db"
+    templates: Path | None = None
+    staff: tuple[StaffEntry, ...] = ()
+    ticket_prefix: StrictStr = "#"
+    alert_after: Duration = timedelta(minutes=15)
+    alerts_to: tuple[EmailAddress, ...] | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The zone for human-facing times."""
+        return ZoneInfo(self.timezone)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            reason = f"unknown time zone: {value!r} (use an IANA name, e.g. Europe/Berlin or UTC)"
+            raise problem(reason) from None
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # Never echo the URL: it may carry a database password.
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise problem("must start with sqlite: or postgresql (e.g. postgresql+psycopg://host/db)")
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_directory(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = resolve_path(value, info)
+        if not path.is_dir():
+            raise problem(f"not a directory: {path}")
+        return path
+
+    @field_validator("ticket_prefix")
+    @classmethod
+    def _usable_prefix(cls, value: str) -> str:
+        if not value or _TICKET_PREFIX_FORBIDDEN.search(value):
+            raise problem(f"must be non-empty, without spaces or brackets: {value!r}")
+        return value
+
+    @field_serializer("database")
+    def _database_masked(self, value: str) -> str:
+        return mask_url_password(value)
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, mask_url_password(value) if key == "database" else value
+
+
+class _ServerSettings(Model):
+    """What [mailbox.imap] and [smtp] share: security rules and password sources."""
+
+    # Default port per security, and the default security, of the subclass's protocol.
+    _ports: ClassVar[dict[str, int]]
+    _default_security: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        # The default port depends on the security the same section chose.
+        if isinstance(data, dict) and "port" not in data:
+            security = data.get("security", cls._default_security)
+            # A bad security value gets its own error; any port will do meanwhile.
+            port = cls._ports.get(security) if isinstance(security, str) else None
+            return {**data, "port": port or cls._ports[cls._default_security]}
+        return data
+
+    @field_validator("security", check_fields=False)
+    @classmethod
+    def _clear_text_only_locally(cls, security: str, info: ValidationInfo) -> str:
+        host = info.data.get("host")
+        if security == "none" and host is not None and not is_loopback(host):
+            raise problem(
+                f"'none' sends the password in clear text; it is allowed only for a loopback "
+                f"host (127.0.0.1, ::1, localhost), not {host!r}: use tls or starttls"
+            )
+        return security
+
+    @field_validator("ca_file", check_fields=False)
+    @classmethod
+    def _existing_ca_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = resolve_path(value, info)
+        if not path.is_file():
+            raise problem(f"no such file: {path}")
+        return path
+
+    @property
+    def password_source(self) -> str | None:
+        """The key that supplied `password`, or None when there is none."""
+        indirect = [key for key in PASSWORD_KEYS[1:] if getattr(self, key) is not None]
+        return indirect[0] if indirect else ("password" if getattr(self, "password") else None)
+
+
+class ImapSettings(_ServerSettings):
+    """[mailbox.imap]: how to reach and log in to the IMAP server."""
+
+    _ports = {"tls": 993, "starttls": 143, "none": 143}
+    _default_security = "tls"
+
+    host: Host
+    port: Port
+    security: Security = "tls"
+    username: Text
+    # After loading, `password` holds the secret whichever key supplied it.
+    password: Secret | None = None
+    password_file: Path | None = None
+    password_env: EnvName | None = None
+    password_credential: CredentialName | None = None
+    ca_file: Path | None = None
+    timeout: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _read_password(self, info: ValidationInfo) -> ImapSettings:
+        resolve_password(self, info, required=True)
+        return self
+
+
+class SmtpSettings(_ServerSettings):
+    """[smtp]: the submission server that sends acknowledgments and escalations."""
+
+    _ports = {"tls": 465, "starttls": 587, "none": 25}
+    _default_security = "starttls"
+
+    host: Host
+    port: Port
+    security: Security = "starttls"
+    username: Text | None = None
+    # After loading, `password` holds the secret whichever key supplied it.
+    password: Secret | None = None
+    password_file: Path | None = None
+    password_env: EnvName | None = None
+    password_credential: CredentialName | None = None
+    from_: StrictStr = Field(alias="from")
+    ca_file: Path | None = None
+    timeout: Duration = timedelta(seconds=30)
+    # Outbox backoff: first retry delay, the cap it doubles up to, and when to give up.
+    retry_initial: Duration = timedelta(seconds=30)
+    retry_max: Duration = timedelta(minutes=30)
+    give_up_after: Duration = timedelta(days=2)
+
+    @field_validator("from_")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        pairs = getaddresses([value])
+        if len(pairs) != 1 or not ADDRESS.fullmatch(pairs[0][1]):
+            raise problem(f"not one address like 'Acme Support <support@acme.example>': {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _read_password(self, info: ValidationInfo) -> SmtpSettings:
+        # Without a username we send without AUTH, so no password is needed.
+        resolve_password(self, info, required=self.username is not None)
+        if self.username is None and self.password is not None:
+            raise problem("required when a password is given", "username")
+        return self
+
+    @property
+    def from_address(self) -> str:
+        """The bare address of `from`, e.g. support@acme.example."""
+        return getaddresses([self.from_])[0][1]
+
+    @property
+    def from_domain(self) -> str:
+        """The lowercased domain of `from`, used for Message-IDs."""
+        return self.from_address.rpartition("@")[2].lower()
+
+
+class MailboxSettings(Model):
+    """[[mailbox]]: one watched mailbox."""
+
+    name: MailboxName
+    address: EmailAddress
+    folder: Text = "INBOX"
+    sent_folder: Text | None = None
+    poll_interval: Duration = timedelta(seconds=60)
+    idle: StrictBool = True
+    imap: ImapSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_username(cls, data: Any) -> Any:
+        # imap.username defaults to the mailbox address, which only this level knows.
+        if not isinstance(data, dict) or not isinstance(data.get("address"), str):
+            return data
+        imap = data.get("imap")
+        if isinstance(imap, dict) and "username" not in imap:
+            return {**data, "imap": {**imap, "username": data["address"]}}
+        return data
+
+
+class AcknowledgmentSettings(Model):
+    """[acknowledgment]: the automatic reply to a customer's first message."""
+
+    enabled: StrictBool = True
+    max_age: Duration = timedelta(hours=1)
+    per_sender_interval: Duration = timedelta(hours=24)
+    max_per_hour: Annotated[StrictInt, Field(gt=0)] = 200
+    envelope_from: EmailAddress | None = None
+
+
+class SlaSettings(Model):
+    """[sla]: the response deadlines."""
+
+    first_response: Duration = timedelta(hours=24)
+    next_response: Duration | None = None
+    sweep_interval: Duration = timedelta(seconds=30)
+
+
+class EscalationStep(Model):
+    """[[escalation]]: who hears about an unanswered thread, and when."""
+
+    after: Duration
+    to: Annotated[tuple[EmailAddress, ...], Field(min_length=1)]
+
+
+class FaqEntry(Model):
+    """One entry of [faq].entries, offered when a keyword appears in the message."""
+
+    question: Text
+    url: Url
+    keywords: tuple[Text, ...] = ()
+
+
+class FaqSettings(Model):
+    """[faq]: links offered in acknowledgments."""
+
+    url: Url | None = None
+    entries: tuple[FaqEntry, ...] = ()
+    max_entries: Annotated[StrictInt, Field(ge=0)] = 3
+
+
+class LoggingSettings(Model):
+    """[logging]: how log lines look and how many there are."""
+
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricsSettings(Model):
+    """[metrics]: where Prometheus /metrics and /healthz listen."""
+
+    listen: StrictStr
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise problem(f"not host:port with a port from 1 to 65535: {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The address to bind, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The TCP port to bind."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class Settings(Model):
+    """The whole configuration file, validated; pass it (or parts of it) down explicitly."""
+
+    service: ServiceSettings = ServiceSettings()
+    mailboxes: tuple[MailboxSettings, ...] = Field(alias="mailbox")
+    acknowledgment: AcknowledgmentSettings = AcknowledgmentSettings()
+    sla: SlaSettings = SlaSettings()
+    escalations: tuple[EscalationStep, ...] = Field(default=(), alias="escalation")
+    # Declared after acknowledgment and escalations: its check reads them.
+    smtp: SmtpSettings | None = Field(default=None, validate_default=True)
+    faq: FaqSettings = FaqSettings()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings | None = None
+    source: Path = Path("mailwatch.toml")
+    warnings: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_mailbox_is_an_empty_list(cls, data: Any, info: ValidationInfo) -> Any:
+        # So that a missing [[mailbox]] gets the same clear message as an empty one.
+        from_file = bool((info.context or {}).get("from_file"))
+        if isinstance(data, dict) and "mailbox" not in data and (from_file or "mailboxes" not in data):
+            return {**data, "mailbox": []}
+        return data
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _unique_mailboxes(cls, mailboxes: tuple[MailboxSettings, ...]) -> tuple[MailboxSettings, ...]:
+        if not mailboxes:
+            raise problem("at least one [[mailbox]] is required")
+        first_index: dict[str, int] = {}
+        for index, mailbox in enumerate(mailboxes):
+            if mailbox.name in first_index:
+                reason = f"duplicate mailbox name {mailbox.name!r} (also mailbox[{first_index[mailbox.name]}])"
+                raise problem(reason, index, "name")
+            first_index[mailbox.name] = index
+        return mailboxes
+
+    @field_validator("escalations")
+    @classmethod
+    def _increasing_steps(cls, steps: tuple[EscalationStep, ...]) -> tuple[EscalationStep, ...]:
+        for index in range(1, len(steps)):
+            if steps[index].after <= steps[index - 1].after:
+                raise problem(
+                    f"must be later than escalation[{index - 1}].after "
+                    f"({format_duration(steps[index - 1].after)}): steps run in order",
+                    index,
+                    "after",
+                )
+        return steps
+
+    @field_validator("smtp")
+    @classmethod
+    def _smtp_when_sending(cls, smtp: SmtpSettings | None, info: ValidationInfo) -> SmtpSettings | None:
+        acknowledgment = info.data.get("acknowledgment")
+        sends = (acknowledgment is not None and acknowledgment.enabled) or info.data.get("escalations")
+        if smtp is None and sends:
+            raise problem("required when acknowledgments or escalations are enabled")
+        return smtp
+
+    def mailbox(self, name: str) -> MailboxSettings:
+        """Return the mailbox called `name`; KeyError if there is none."""
+        for mailbox in self.mailboxes:
+            if mailbox.name == name:
+                return mailbox
+        raise KeyError(name)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """The watched mailboxes' addresses, lowercased: mail from these is never acked."""
+        return frozenset(mailbox.address.lower() for mailbox in self.mailboxes)
+
+    @property
+    def alert_recipients(self) -> tuple[str, ...]:
+        """Who hears that a mailbox is unreadable: alerts_to, else the last escalation step."""
+        if self.service.alerts_to:
+            return self.service.alerts_to
+        return self.escalations[-1].to if self.escalations else ()
+
