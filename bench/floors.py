@@ -67,7 +67,7 @@ def batches(uids: Sequence[int], size: int) -> Iterator[list[int]]:
 
 def floor_row(uidvalidity: int, uid: int, item: dict, now: str) -> tuple:
     """What the floor stores of one fetched message: ids, times, size, flags, header, snippet."""
-    header = item.get(b"BODY[HEADER]") or b""
+    header = next((value for key, value in item.items() if key.startswith(b"BODY[HEADER]")), b"") or b""
     body = next((value for key, value in item.items() if key.startswith(b"BODY[TEXT]")), b"") or b""
     found = MESSAGE_ID.search(header)
     received = item[b"INTERNALDATE"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -165,7 +165,8 @@ class Responder:
         if not uids:
             return
         for item in self.imap.fetch(uids, FETCH_ITEMS).values():
-            found = MESSAGE_ID.search(item.get(b"BODY[HEADER]") or b"")
+            header = next((value for key, value in item.items() if key.startswith(b"BODY[HEADER]")), b"") or b""
+            found = MESSAGE_ID.search(header)
             parent = found[1].decode() if found else "<unknown@invalid>"
             reply = (f"From: support@acme.example\r\nTo: customer@example.com\r\nSubject: ack\r\n"
                      f"In-Reply-To: {parent}\r\nReferences: {parent}\r\n\r\nThanks.\r\n")

@@ -24,12 +24,15 @@ from mailwatch.tls import tls_context
 log = structlog.get_logger(__name__)
 
 FETCH_BATCH_SIZE = 250  # UIDs per FETCH: few round trips, bounded memory
+FETCH_BATCH_BYTES = 4 * 1024 * 1024  # and at most this much mail per FETCH, whatever the count
+SIZE_LOOKUP_CHUNK = 5000  # UIDs per "UID FETCH RFC822.SIZE", which plans the batches
 BODY_PREFIX_BYTES = 8192  # enough text for a snippet; attachments are never downloaded
+HEADER_MAX_BYTES = 65536  # a longer header is cut (and marked): a 5 MB header must not cost 5 MB
 FETCH_ITEMS = [
     b"INTERNALDATE",
     b"FLAGS",
     b"RFC822.SIZE",
-    b"BODY.PEEK[HEADER]",  # PEEK: reading must never mark a customer's mail as seen
+    f"BODY.PEEK[HEADER]<0.{HEADER_MAX_BYTES}>".encode(),  # PEEK: never mark a customer's mail as seen
     f"BODY.PEEK[TEXT]<0.{BODY_PREFIX_BYTES}>".encode(),
 ]
 
@@ -58,6 +61,7 @@ class FetchedMessage:
     size: int
     header: bytes
     body_prefix: bytes
+    header_cut: bool = False  # the server had more header than HEADER_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -167,13 +171,26 @@ class ImapConnection:
             highest_modseq=int(modseq) if modseq is not None else None,
         )
 
-    def fetch_new(self, after_uid: int, batch_size: int = FETCH_BATCH_SIZE) -> Iterator[list[FetchedMessage]]:
-        """Yield the messages with UID > after_uid in the selected folder, a batch at a time."""
+    def fetch_new(self, after_uid: int, batch_size: int = FETCH_BATCH_SIZE,
+                  batch_bytes: int = FETCH_BATCH_BYTES) -> Iterator[list[FetchedMessage]]:
+        """Yield the messages with UID > after_uid in the selected folder, a batch at a time.
+
+        A batch holds at most `batch_size` messages and about `batch_bytes` of fetched
+        mail, so forty mails with 5 MB headers cost no more memory than a normal batch.
+        """
         with self._translated("UID SEARCH"):
             # "N:*" also matches the highest UID when it is below N, so filter.
             uids = sorted(uid for uid in self.client.search(["UID", f"{after_uid + 1}:*"]) if uid > after_uid)
-        for start in range(0, len(uids), batch_size):
-            yield self.fetch(uids[start : start + batch_size])
+        for start in range(0, len(uids), SIZE_LOOKUP_CHUNK):
+            chunk = uids[start : start + SIZE_LOOKUP_CHUNK]
+            for batch in plan_batches(chunk, self.sizes(chunk), batch_size, batch_bytes):
+                yield self.fetch(batch)
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each message, to plan batches by bytes."""
+        with self._translated("UID FETCH RFC822.SIZE"):
+            response = self.client.fetch(list(uids), [b"RFC822.SIZE"])
+        return {uid: int(item.get(b"RFC822.SIZE", 0)) for uid, item in response.items()}
 
     def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
         """Fetch what mailwatch logs about `uids` (never whole attachments)."""
@@ -248,17 +265,40 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:300] + "…"
 
 
+def plan_batches(uids: Sequence[int], sizes: dict[int, int], batch_size: int, batch_bytes: int) -> list[list[int]]:
+    """UIDs in order, cut into batches of at most `batch_size` and about `batch_bytes` fetched."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for uid in uids:
+        cost = min(sizes.get(uid, 0), HEADER_MAX_BYTES + BODY_PREFIX_BYTES) + 512  # what a FETCH returns of it
+        if current and (len(current) >= batch_size or used + cost > batch_bytes):
+            batches.append(current)
+            current, used = [], 0
+        current.append(uid)
+        used += cost
+    return [*batches, current] if current else batches
+
+
 def _to_fetched(uid: int, item: dict) -> FetchedMessage:
-    body = next((value for key, value in item.items() if key.startswith(b"BODY[TEXT]")), b"")
+    body = _section(item, b"BODY[TEXT]")
+    header = _section(item, b"BODY[HEADER]")
     received = item.get(b"INTERNALDATE")
     return FetchedMessage(
         uid=uid,
         received_at=_as_utc(received),
         flags=tuple(_text(flag) for flag in item.get(b"FLAGS", ())),
         size=int(item.get(b"RFC822.SIZE", 0)),
-        header=item.get(b"BODY[HEADER]") or b"",
-        body_prefix=body or b"",
+        header=header,
+        body_prefix=body,
+        header_cut=len(header) >= HEADER_MAX_BYTES,
     )
+
+
+def _section(item: dict, name: bytes) -> bytes:
+    """A fetched section whatever the server calls it: "BODY[HEADER]" or "BODY[HEADER]<0>"."""
+    value = next((value for key, value in item.items() if key.startswith(name)), b"")
+    return value if isinstance(value, bytes) else b""
 
 
 def _is_change(response: tuple) -> bool:

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -126,7 +127,7 @@ def header_address(name: str, address: str) -> str:
     """A To/From value that quotes names with commas or quotes, and never breaks a header."""
     try:
         return str(HeaderAddress(display_name=one_line(name, 120), addr_spec=address))
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, HeaderParseError):  # e.g. an address Python cannot parse back
         return address
 
 

@@ -7,9 +7,9 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 
-from mailwatch import metrics
+from mailwatch.daemon import metrics
 from mailwatch.db.engine import Database
-from mailwatch.metrics import MAX_WORKERS, Metrics, MetricsServer
+from mailwatch.daemon.metrics import MAX_WORKERS, Metrics, MetricsServer
 
 
 def test_idle_connections_cannot_pin_threads_and_are_dropped(tmp_path, monkeypatch):

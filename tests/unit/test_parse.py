@@ -22,6 +22,7 @@ from mailwatch.mail.parse import (
     neutralise,
     parse_message,
     split_raw,
+    synthesised_stem,
 )
 from mailwatch.mail.rules import Identity, classify
 
@@ -209,9 +210,29 @@ NO_ID = b"From: a@example.com\r\nSubject: hi\r\n\r\n"
 
 
 def test_synthesised_id_is_stable() -> None:
-    # Two parses of the same header bytes give the same synthesised ID.
-    first, second = parse_message(NO_ID), parse_message(NO_ID, b"other body")
+    # Two parses of the same fetched bytes from the same origin give the same synthesised ID.
+    first, second = parse_message(NO_ID, b"body", "7.3"), parse_message(NO_ID, b"body", "7.3")
     assert first.message_id == second.message_id and first.message_id_synthesised
+
+
+def test_synthesised_id_differs_per_distinct_message() -> None:
+    # Same header, other body, or the same bytes at another UID: another message, another ID (issue 11).
+    ids = {parse_message(NO_ID, b"body", "7.3").message_id, parse_message(NO_ID, b"other body", "7.3").message_id,
+           parse_message(NO_ID, b"body", "7.4").message_id}
+    assert len(ids) == 3
+
+
+def test_headerless_mails_get_ids_from_their_content() -> None:
+    # Mails that begin with a blank line have no header at all: their text tells them apart.
+    first, second = (parse_message(*split_raw(b"\r\nFrom: a@x.example\r\n\r\n" + text)) for text in (b"one", b"two"))
+    assert first.message_id != second.message_id and first.message_id_synthesised
+
+
+def test_synthesised_stem_survives_a_new_origin() -> None:
+    # Met again under another UIDVALIDITY, a mail's synthesised ID keeps its content stem.
+    old, new = parse_message(NO_ID, b"b", "1.5").message_id, parse_message(NO_ID, b"b", "2.9").message_id
+    assert old != new and synthesised_stem(old) == synthesised_stem(new) is not None
+    assert synthesised_stem("<abc@example.com>") is None
 
 
 def test_synthesised_id_ignores_line_endings_and_final_blank_line() -> None:

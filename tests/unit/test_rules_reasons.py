@@ -98,7 +98,9 @@ def test_a_long_header_value_is_cut_to_the_reason_limit():
 def test_a_reply_to_a_staff_address_does_not_make_a_customer_staff():
     # Who wrote is From/Sender; Reply-To only matters where an ack would go.
     assert verdict("Reply-To: alice@partner.example").category is Category.CUSTOMER
-    assert verdict("Reply-To: Mail Delivery <mailer-daemon@example.com>").category is Category.CUSTOMER
+    # A robot as ack target means no ack (issue 11), but it is no bounce: Reply-To is not authorship.
+    robot_target = verdict("Reply-To: Mail Delivery <mailer-daemon@example.com>")
+    assert robot_target.category is Category.AUTO_REPLY and robot_target.reason.startswith("Reply-To:")
 
 
 def test_a_staff_domain_is_the_part_after_the_last_at():

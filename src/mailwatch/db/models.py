@@ -164,6 +164,8 @@ class Message(Base):
         UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
         # The same mail seen again under a new UIDVALIDITY is recognised by these.
         UniqueConstraint("mailbox", "folder", "message_id", "received_at"),
+        # "Is this Message-ID already in the thread?" in one descent, not a read of the thread.
+        Index("ix_messages_thread_id_message_id", "thread_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -196,6 +198,7 @@ class Message(Base):
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), index=True)
     thread: Mapped["Thread | None"] = relationship(lazy="raise")  # set before its ticket number exists
     parse_error: Mapped[str | None] = mapped_column(Text)
+    header_truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 

@@ -15,7 +15,8 @@ import codecs
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from itertools import islice
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email import errors, policy
 from email.header import decode_header
@@ -30,6 +31,15 @@ MAX_SNIPPET_CHARS = 500  # a preview for logs and listings, not the message
 MAX_ID_CHARS = 250  # longer Message-IDs are replaced by a hash so they fit an indexed column
 SYNTHESISED_DOMAIN = "mailwatch.invalid"  # .invalid (RFC 2606) never collides with a real ID
 _ERROR_CHARS = 500  # parse_error is a diagnosis, not a dump
+MAX_HEADER_BYTES = 65536  # a header beyond this is cut (and says so): real ones stay far below
+MAX_BODY_BYTES = 65536  # of a body prefix; the snippet needs a fraction of it
+MAX_DECODED_CHARS = 16384  # of one header value decoded; the rest is never shown or matched
+MAX_HEADER_FIELDS = 1000  # fields parsed and decoded; real mail has a few dozen, loops a few hundred
+MAX_FIELD_VALUES = 100  # values kept of one field name (Received chains stay far below)
+MAX_BOUNDARIES = 40  # more "boundary=" than this and the MIME structure is not parsed at all
+MAX_ADDRESS_CHARS = 4096  # of one address field, all its values: about a hundred recipients
+MAX_COMMENT_PARENS = 50  # deeper comment nesting makes Python's address parser recurse until it fails
+MAX_PARTS = 50  # MIME parts looked at; a prefix of 8 KiB rarely holds more
 SNIPPET_SOURCE_CHARS = 6000  # enough text to find 500 characters of the customer's own words
 
 # C0/C1 controls, Unicode line separators and lone surrogates: none belong in a header
@@ -109,6 +119,8 @@ class ParsedMessage:
     # lowercased header name → every value in order, decoded and neutralised
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_headers, hash=False)
     snippet: str = ""
+    header_truncated: bool = False  # the header was longer than what was fetched or parsed
+    part_types: tuple[str, ...] = ()  # every MIME part's content type in the prefix, at most MAX_PARTS
     defects: tuple[str, ...] = ()
     parse_error: str | None = None
 
@@ -128,13 +140,38 @@ def split_raw(raw: bytes) -> tuple[bytes, bytes]:
     return raw[: found.end()], raw[found.end() :]
 
 
-def parse_message(header: bytes, body_prefix: bytes = b"") -> ParsedMessage:
-    """Parses a header block and a (possibly truncated) body prefix; never raises."""
-    header, body_prefix = _as_bytes(header), _as_bytes(body_prefix)
+def parse_message(header: bytes, body_prefix: bytes = b"", origin: str = "", header_cut: bool = False) -> ParsedMessage:
+    """Parses a header block and a (possibly truncated) body prefix; never raises.
+
+    `origin` names where the bytes came from (e.g. "UIDVALIDITY.UID"); a synthesised
+    Message-ID ends with it, so two identical mails without an ID are still two messages.
+    `header_cut`: the caller fetched only the header's first bytes. The work is bounded
+    whatever the input: the header is cut at MAX_HEADER_BYTES, the body at MAX_BODY_BYTES.
+    """
+    header, body_prefix = _as_bytes(header), _as_bytes(body_prefix)[:MAX_BODY_BYTES]
+    header, cut_here = _bounded_header(header)
+    origin = re.sub(r"[^A-Za-z0-9.-]", "", origin if isinstance(origin, str) else "")[:40]
     try:
-        return _parse(header, body_prefix)
+        parsed = _parse(header, body_prefix, origin)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the loop (STYLE.md)
-        return _salvage(header, exc)
+        parsed = _salvage(header, body_prefix, origin, exc)
+    if header_cut is True or cut_here:
+        return replace(parsed, header_truncated=True, defects=(*parsed.defects, "header truncated"))
+    return parsed
+
+
+def _bounded_header(header: bytes) -> tuple[bytes, bool]:
+    """The header's first MAX_HEADER_BYTES and MAX_HEADER_FIELDS lines, and whether it was cut.
+
+    Cut mid-line, as an IMAP partial fetch cuts it: a 70 KB Subject keeps its start.
+    """
+    cut = len(header) > MAX_HEADER_BYTES
+    header = header[:MAX_HEADER_BYTES]
+    ends = _RAW_LINE_END.finditer(header)
+    end = next(islice(ends, MAX_HEADER_FIELDS - 1, None), None)  # the end of line MAX_HEADER_FIELDS
+    if end is not None and end.end() < len(header.rstrip(b"\r\n")):
+        return header[: end.end()], True
+    return header, cut
 
 
 def neutralise(text: str) -> str:
@@ -143,8 +180,12 @@ def neutralise(text: str) -> str:
 
 
 def decode_header_value(raw: str, notes: list[str] | None = None) -> str:
-    """A raw header value → display text: RFC 6532 bytes and RFC 2047 words decoded, neutralised."""
-    return neutralise(_decode_encoded_words(_unfolded(raw), notes if notes is not None else []))
+    """A raw header value → display text: RFC 6532 bytes and RFC 2047 words decoded, neutralised.
+
+    Only the first MAX_DECODED_CHARS are decoded: nothing reads further, and a value of
+    thousands of encoded words must not cost more than a normal one.
+    """
+    return neutralise(_decode_encoded_words(_unfolded(raw)[:MAX_DECODED_CHARS], notes if notes is not None else []))
 
 
 def html_to_text(html: str) -> str:
@@ -167,12 +208,15 @@ def _defused(html: str) -> str:
 # --- the parse itself -------------------------------------------------------------------
 
 
-def _parse(header: bytes, body_prefix: bytes) -> ParsedMessage:
-    msg = BytesParser(policy=policy.compat32).parsebytes(_joined(header, body_prefix))
+def _parse(header: bytes, body_prefix: bytes, origin: str) -> ParsedMessage:
+    joined = _joined(header, body_prefix)
+    # Each MIME boundary is checked against every line below it: thousands nested cost seconds.
+    mime = joined.lower().count(b"boundary") <= MAX_BOUNDARIES
+    msg = BytesParser(policy=policy.compat32).parsebytes(joined, headersonly=not mime)
     notes: list[str] = []
     raw = _raw_headers(msg)
     headers = _decoded_headers(raw, notes)
-    message_id, synthesised = _message_id(raw.get("message-id", ()), header)
+    message_id, synthesised = _message_id(raw.get("message-id", ()), header, body_prefix, origin)
     content_type, report_type = _content_type(msg)
     senders = _addresses(raw.get("sender", ())[:1], notes)
     replied_to = _id_tokens(raw.get("in-reply-to", ()))
@@ -195,16 +239,17 @@ def _parse(header: bytes, body_prefix: bytes) -> ParsedMessage:
         return_path=_return_path(raw.get("return-path", ())),
         headers=MappingProxyType(headers),
         snippet=snippet,
+        part_types=_part_types(msg),
         defects=_defects(msg, notes),
     )
 
 
-def _salvage(header: bytes, exc: Exception) -> ParsedMessage:
+def _salvage(header: bytes, body_prefix: bytes, origin: str, exc: Exception) -> ParsedMessage:
     """The little that survives an unexpected failure: a Message-ID and the reason."""
     found = re.search(rb"(?im)^message-id:[ \t]*(<[^<>\r\n]{1,240}>)", header)
     message_id = _WHITESPACE.sub("", _CONTROL.sub(" ", found.group(1).decode("latin-1"))) if found else ""
     return ParsedMessage(
-        message_id=message_id or _synthesised_id(header),
+        message_id=message_id or _synthesised_id(header, body_prefix, origin),
         message_id_synthesised=not message_id,
         parse_error=neutralise(f"{type(exc).__name__}: {exc}")[:_ERROR_CHARS],
     )
@@ -225,11 +270,23 @@ def _joined(header: bytes, body: bytes) -> bytes:
     return head + b"\r\n\r\n" + body if head else b"\r\n" + body
 
 
-def _synthesised_id(header: bytes) -> str:
-    """A stable ID for a message without one: the same header bytes always give the same ID."""
+def _synthesised_id(header: bytes, body_prefix: bytes = b"", origin: str = "") -> str:
+    """An ID for a message without one: a hash of everything fetched, then the origin.
+
+    Headerless mails all have the same (empty) header, so the body counts too; the
+    origin tells apart byte-identical copies. `synthesised_stem` is the part that stays
+    the same when the mail is met again under another UIDVALIDITY.
+    """
     # Line endings and the closing blank line vary between fetch paths; the hash must not.
     canonical = _RAW_LINE_END.sub(b"\r\n", header).rstrip(b"\r\n")
-    return f"<synthesised.{hashlib.sha256(canonical).hexdigest()[:32]}@{SYNTHESISED_DOMAIN}>"
+    digest = hashlib.sha256(canonical + b"\r\n\r\n" + _RAW_LINE_END.sub(b"\r\n", body_prefix)).hexdigest()[:32]
+    return f"<synthesised.{digest}{'.' + origin if origin else ''}@{SYNTHESISED_DOMAIN}>"
+
+
+def synthesised_stem(message_id: str) -> str | None:
+    """"<synthesised.HASH" of a synthesised ID (content only, origin dropped), else None."""
+    found = re.match(r"<synthesised\.[0-9a-f]{32}", message_id)
+    return found.group(0) if found else None
 
 
 # --- headers ----------------------------------------------------------------------------
@@ -237,11 +294,13 @@ def _synthesised_id(header: bytes) -> str:
 
 def _raw_headers(msg: Message) -> dict[str, tuple[str, ...]]:
     """Lowercased name → raw values (surrogate-escaped bytes, still folded and encoded)."""
-    raw: dict[str, tuple[str, ...]] = {}
-    for name, value in msg.raw_items():
-        key = neutralise(_text(_raw_bytes(name))).lower()
-        raw[key] = (*raw.get(key, ()), str(value))
-    return raw
+    # Lists, then tuples once: appending to a tuple per field made 80,000 fields quadratic.
+    raw: dict[str, list[str]] = {}
+    for name, value in islice(msg.raw_items(), MAX_HEADER_FIELDS):
+        values = raw.setdefault(neutralise(_text(_raw_bytes(name))).lower(), [])
+        if len(values) < MAX_FIELD_VALUES:
+            values.append(str(value))
+    return {name: tuple(values) for name, values in raw.items()}
 
 
 def _decoded_headers(raw: dict[str, tuple[str, ...]], notes: list[str]) -> dict[str, tuple[str, ...]]:
@@ -317,16 +376,27 @@ def _codec(charset: str, notes: list[str]) -> str | None:
 
 def _addresses(values: tuple[str, ...], notes: list[str]) -> tuple[Address, ...]:
     """Parses the raw values first, then decodes names, so an encoded comma cannot split one."""
-    lines = [_CONTROL.sub(" ", _unfolded(value)) for value in values]
+    lines, budget = [], MAX_ADDRESS_CHARS  # for all values together: the parser costs per address
+    for value in values:
+        line = _CONTROL.sub(" ", _unfolded(value)[:budget])
+        lines.append(_tame_comments(line))
+        budget -= len(line)
+        if budget <= 0:
+            break
     found = (_address(name, address, notes) for name, address in getaddresses(lines))
     return tuple(address for address in found if address is not None)
+
+
+def _tame_comments(line: str) -> str:
+    """Flattens absurd comment nesting, which would exhaust the address parser's recursion."""
+    return line.replace("(", " ").replace(")", " ") if line.count("(") > MAX_COMMENT_PARENS else line
 
 
 def _address(name: str, address: str, notes: list[str]) -> Address | None:
     address = _WHITESPACE.sub("", neutralise(address)).strip("<>")
     local, _, domain = address.rpartition("@")
-    if not local or not domain:
-        return None  # no mailbox to write to
+    if not local or not domain or "" in domain.split("."):
+        return None  # no mailbox to write to ("bob@xxx." has an empty domain label)
     return Address(neutralise(_decode_encoded_words(name, notes)), address)
 
 
@@ -345,7 +415,7 @@ def _bounded_id(inner: str) -> str:
     return f"<long.{hashlib.sha256(ident.encode()).hexdigest()[:32]}@{SYNTHESISED_DOMAIN}>"
 
 
-def _message_id(values: tuple[str, ...], header: bytes) -> tuple[str, bool]:
+def _message_id(values: tuple[str, ...], header: bytes, body: bytes, origin: str) -> tuple[str, bool]:
     """The Message-ID, a bare one put in brackets, or a synthesised stable one."""
     tokens = _id_tokens(values[:1])
     if tokens:
@@ -353,7 +423,7 @@ def _message_id(values: tuple[str, ...], header: bytes) -> tuple[str, bool]:
     bare = re.sub(r"[\s<>]", "", _CONTROL.sub(" ", _text(_raw_bytes(values[0])))) if values else ""
     if bare:
         return _bounded_id(bare), False
-    return _synthesised_id(header), True
+    return _synthesised_id(header, body, origin), True
 
 
 def _date(value: str) -> datetime | None:
@@ -409,6 +479,16 @@ def _parts(msg: Message) -> Iterator[Message]:
         yield part
         if part.is_multipart() and part.get_content_maintype() != "message":
             stack.extend(reversed([p for p in part.get_payload() if isinstance(p, Message)]))
+
+
+def _part_types(msg: Message) -> tuple[str, ...]:
+    """Content types of the first MAX_PARTS parts: a report can hide in a multipart/mixed."""
+    found = []
+    for part in _parts(msg):
+        found.append(neutralise(part.get_content_type()).lower()[:100])
+        if len(found) >= MAX_PARTS:
+            break
+    return tuple(found)
 
 
 def _body_part(msg: Message) -> Message | None:

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from mailwatch.db.models import Message, Thread
 from mailwatch.imap import FetchedMessage
-from mailwatch.mail.parse import Address, ParsedMessage, parse_message
 from mailwatch.mail.authresults import Authentication
+from mailwatch.mail.parse import Address, ParsedMessage, parse_message, synthesised_stem
 from mailwatch.mail.rules import (
     Category, Identity, Verdict, author, author_authentication, classify, reply_address, reply_to_own_address,
     staff_answer,
@@ -53,6 +53,21 @@ class Logged:
     thread_id: int | None
     duplicate: bool = False
     ack_outcome: str | None = None
+    reason: str = ""
+    received_at: datetime | None = None
+
+
+def log_logged(ctx: "FolderContext", logged: Logged) -> None:
+    """The `message_logged` event, emitted only once the row is committed (issue 11)."""
+    if logged.duplicate:
+        log.info("message_already_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=logged.uid,
+                 message_id=logged.message_id)
+        return
+    log.info(
+        "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=logged.uid, message_id=logged.message_id,
+        thread=logged.thread_id, classification=logged.category, reason=logged.reason,
+        received_at=logged.received_at.isoformat() if logged.received_at else None,
+    )
 
 
 @dataclass
@@ -93,14 +108,19 @@ def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage
 
 def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime,
             recent: dict[str, Thread]) -> "_Recorded | Logged":
-    parsed = parse_message(fetched.header, fetched.body_prefix)
+    parsed = parse_message(fetched.header, fetched.body_prefix, origin=f"{ctx.uidvalidity}.{fetched.uid}",
+                           header_cut=fetched.header_cut)
+    if parsed.header_truncated:
+        log.warning("header_truncated", mailbox=ctx.mailbox, folder=ctx.folder, uid=fetched.uid, size=fetched.size)
     received_at = fetched.received_at or now
     message_id = parsed.message_id[:MAX_STORED_ID]
     # Only a resync or a retry can meet a message already logged; normally the unique keys guard.
-    seen = _already_logged(session, ctx, message_id, received_at) if ctx.careful else None
+    seen = _already_logged(session, ctx, parsed, message_id, received_at) if ctx.careful else None
     if seen is not None:
-        # The same mail under a new UIDVALIDITY: remember where it lives now, log nothing.
-        seen.uidvalidity, seen.uid = ctx.uidvalidity, fetched.uid
+        # The same mail under a new UIDVALIDITY: remember where it lives now, log nothing. A second
+        # delivery in the same UIDVALIDITY must not take over the row: its first UID still holds it.
+        if seen.uidvalidity != ctx.uidvalidity:
+            seen.uidvalidity, seen.uid = ctx.uidvalidity, fetched.uid
         return Logged(fetched.uid, message_id, seen.category, seen.thread_id, duplicate=True)
     verdict = classify(parsed, ctx.identity)
     authentication = author_authentication(parsed, ctx.identity)
@@ -124,12 +144,8 @@ def _finish(session: Session, ctx: FolderContext, item: _Recorded, now: datetime
                                   verdict=item.verdict, recipient=item.customer, row=row, now=now,
                                   authenticated=item.authentication.passed,
                                   reply_to_own=reply_to_own_address(item.parsed, ctx.identity))
-    log.info(
-        "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=row.uid,
-        message_id=row.message_id, thread=row.thread_id, classification=row.category,
-        reason=row.category_reason, received_at=row.received_at.isoformat(),
-    )
-    return Logged(row.uid, row.message_id, row.category, row.thread_id, ack_outcome=row.ack_outcome)
+    return Logged(row.uid, row.message_id, row.category, row.thread_id, ack_outcome=row.ack_outcome,
+                  reason=row.category_reason, received_at=row.received_at)
 
 
 def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime, error: str) -> Logged:
@@ -146,15 +162,17 @@ def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMess
     return Logged(fetched.uid, message_id, Category.NO_SENDER.value, None)
 
 
-def _already_logged(session: Session, ctx: FolderContext, message_id: str, received_at: datetime) -> Message | None:
-    return session.scalar(
+def _already_logged(session: Session, ctx: FolderContext, parsed: ParsedMessage, message_id: str,
+                    received_at: datetime) -> Message | None:
+    # A synthesised ID ends with the UID it was first seen at; after a UIDVALIDITY change only
+    # its content stem is the same, and a row at this very UID is the same fetch retried.
+    stem = synthesised_stem(message_id) if parsed.message_id_synthesised else None
+    same_id = Message.message_id.startswith(stem, autoescape=True) if stem else Message.message_id == message_id
+    return session.scalars(
         select(Message).where(
-            Message.mailbox == ctx.mailbox,
-            Message.folder == ctx.folder,
-            Message.message_id == message_id,
-            Message.received_at == received_at,
-        )
-    )
+            Message.mailbox == ctx.mailbox, Message.folder == ctx.folder, same_id, Message.received_at == received_at,
+        ).order_by((Message.message_id == message_id).desc()).limit(1)
+    ).first()
 
 
 def _thread_for(
@@ -216,7 +234,7 @@ def _message_row(
         in_reply_to=parsed.in_reply_to, references=" ".join(parsed.references),
         flags=" ".join(fetched.flags), snippet=parsed.snippet,
         category=verdict.category.value, category_reason=verdict.reason,
-        parse_error=parsed.parse_error,
+        parse_error=parsed.parse_error, header_truncated=parsed.header_truncated,
     )
 
 
