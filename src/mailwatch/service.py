@@ -24,7 +24,13 @@ from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
 from mailwatch.pipeline.acks import Acknowledger, sample_context
 from mailwatch.pipeline.alerts import notice_context, queue_notice, sample_notice
-from mailwatch.pipeline.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
+from mailwatch.pipeline.escalations import (
+    Escalator,
+    SweepReport,
+    announce_sweep,
+    realign_schedule,
+    sample_escalation_context,
+)
 from mailwatch.pipeline.ingest import FolderContext
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
@@ -184,11 +190,13 @@ class Service:
             return SweepReport()
         try:
             with self.db.session() as session:
-                return self.escalator.sweep(session, self.clock())
+                report = self.escalator.sweep(session, self.clock())
         except IntegrityError:
             # Another instance escalated the same step first; its mail is the one that goes.
             log.info("sweep_conflict_skipped")
             return SweepReport()
+        announce_sweep(report)
+        return report
 
     async def drain_outbox(self, stop: asyncio.Event | None = None) -> DrainReport:
         """Send whatever the outbox holds that is due (a round at a time until `stop`)."""

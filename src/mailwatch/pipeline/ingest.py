@@ -49,6 +49,21 @@ class Logged:
     thread_id: int | None
     duplicate: bool = False
     ack_outcome: str | None = None
+    reason: str = ""
+    received_at: datetime | None = None
+
+
+def log_logged(ctx: "FolderContext", logged: Logged) -> None:
+    """The `message_logged` event, emitted only once the row is committed (issue 11)."""
+    if logged.duplicate:
+        log.info("message_already_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=logged.uid,
+                 message_id=logged.message_id)
+        return
+    log.info(
+        "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=logged.uid, message_id=logged.message_id,
+        thread=logged.thread_id, classification=logged.category, reason=logged.reason,
+        received_at=logged.received_at.isoformat() if logged.received_at else None,
+    )
 
 
 @dataclass
@@ -116,12 +131,8 @@ def _finish(session: Session, ctx: FolderContext, item: _Recorded, now: datetime
     if ctx.acknowledger is not None:
         ctx.acknowledger.consider(session, thread=item.thread, new_thread=item.new_thread, parsed=item.parsed,
                                   verdict=item.verdict, recipient=item.customer, row=row, now=now)
-    log.info(
-        "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=row.uid,
-        message_id=row.message_id, thread=row.thread_id, classification=row.category,
-        reason=row.category_reason, received_at=row.received_at.isoformat(),
-    )
-    return Logged(row.uid, row.message_id, row.category, row.thread_id, ack_outcome=row.ack_outcome)
+    return Logged(row.uid, row.message_id, row.category, row.thread_id, ack_outcome=row.ack_outcome,
+                  reason=row.category_reason, received_at=row.received_at)
 
 
 def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime, error: str) -> Logged:

@@ -26,6 +26,7 @@ from mailwatch.mail.rules import Category
 from mailwatch.pipeline.ingest import (
     FolderContext,
     Logged,
+    log_logged,
     record_batch,
     record_flags,
     record_message,
@@ -130,6 +131,8 @@ class FolderSync:
                 now = self.clock()
                 logged = record_batch(session, ctx, batch, now)
                 self._advance(session, ctx, batch[-1].uid)
+            for item in logged:  # committed: only now is it true that they are logged
+                log_logged(ctx, item)
             return logged
         except TransientError:
             raise  # nothing was committed: the same batch is fetched again after a backoff
@@ -144,6 +147,7 @@ class FolderSync:
             with _database_unavailable_is_transient(), self.db.session() as session:
                 logged = record_message(session, replace(ctx, careful=True), fetched, self.clock())
                 self._advance(session, ctx, fetched.uid)
+            log_logged(ctx, logged)
             return logged
         except TransientError:
             raise
