@@ -86,6 +86,11 @@ class FolderSync:
     def run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool,
             stop: threading.Event | None = None) -> FolderReport:
         """Log what is new in `folder`, then look at changed flags; `stop` ends it between batches."""
+        with _database_unavailable_is_transient():  # every write here, not only the batches
+            return self._run(connection, folder, check_flags, stop)
+
+    def _run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool,
+             stop: threading.Event | None) -> FolderReport:
         status = connection.select(folder.folder)
         first_sync, resync, since_modseq = self._prepare(folder, status)
         ctx = replace(folder, uidvalidity=status.uidvalidity, first_sync=first_sync, careful=resync)
