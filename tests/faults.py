@@ -77,3 +77,11 @@ def fill(volume: Path, leave_bytes: int = 0) -> Path:
         with filler.open("r+b") as out:
             out.truncate(max(0, filler.stat().st_size - leave_bytes))
     return filler
+
+
+def with_database(config: Path, url: str) -> Path:
+    """Point a written mailwatch.toml at another database URL."""
+    text = config.read_text()
+    start = text.index('database = "') + len('database = "')
+    config.write_text(text[:start] + url + text[text.index('"', start):])
+    return config

@@ -9,6 +9,7 @@ ones if the new ones are broken.
 """
 
 import asyncio
+import functools
 import signal
 import threading
 from collections import Counter
@@ -29,6 +30,7 @@ from mailwatch.health import Health, Notice
 from mailwatch.logs import configure_logging
 from mailwatch.metrics import Metrics, MetricsServer
 from mailwatch.notify import Notifier
+from mailwatch.pipeline.alerts import PendingNotices, log_notice
 from mailwatch.pipeline.sync import FolderReport
 from mailwatch.service import Service, imap_session, open_imap
 from mailwatch.watcher import MailboxWatcher, WatcherHooks
@@ -41,7 +43,9 @@ HANDLED_SIGNALS = (
 )
 SHUTDOWN_TIMEOUT_S = 8.0  # below the unit's TimeoutStopSec and the 10 s promise
 OUTBOX_RETRY_TICK_S = 5.0  # how often deferred mail is looked at between wake-ups
-HOUSEKEEPING_S = 5.0  # STATUS line, alerts for silent incidents
+HOUSEKEEPING_S = 5.0  # STATUS line, alerts for silent incidents, alerts the database refused
+CHECKPOINT_S = 60.0  # SQLite: fold the WAL back into the database and give its space back
+JOBS_FINISH_S = SHUTDOWN_TIMEOUT_S / 4  # jobs in flight may end by themselves before shutdown
 UNHEALTHY_AFTER_POLLS = 3  # /healthz fails when a mailbox has not synced for this many intervals
 
 
@@ -58,12 +62,15 @@ class Daemon:
         self.watchers: dict[str, MailboxWatcher] = {}
         self._first_attempts: set[str] = set()
         self.threads_stop = threading.Event()  # tells blocking work in worker threads to wind down
+        self.notices = PendingNotices(lambda notice: self.service.queue_notice(notice))
+        self.job_tasks: set[asyncio.Task] = set()  # scheduled jobs running now
 
     async def serve(self) -> None:
         """Start, run until SIGTERM/SIGINT, shut down."""
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
+        self.outbox_wakeup.set()  # mail queued before a restart goes out now, not at the first tick
         self.ready = asyncio.Event()
         self.reloading = asyncio.Lock()
         self.reload_tasks: set[asyncio.Task] = set()
@@ -105,6 +112,7 @@ class Daemon:
         self.service = Service(self.settings, self.db, utcnow)
         await asyncio.to_thread(self.service.prepare, self.lock is not None)
         self.metrics = Metrics(self.db, utcnow)
+        self.metrics.alerts_waiting.set_function(lambda: len(self.notices.waiting()))
         self.metrics_server = self._start_metrics_server()
         self.scheduler = AsyncIOScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -129,14 +137,32 @@ class Daemon:
 
     def _schedule_jobs(self) -> None:
         now = datetime.now(UTC)
-        self.scheduler.add_job(self.sweep, "interval", id="sweep", next_run_time=now,
+        self.scheduler.add_job(self._tracked(self.sweep), "interval", id="sweep", next_run_time=now,
                                seconds=self.settings.sla.sweep_interval.total_seconds())
         for mailbox in self.settings.mailboxes:
             if mailbox.sent_folder:
-                self.scheduler.add_job(self.sync_sent, "interval", args=[mailbox], id=f"sent:{mailbox.name}",
+                self.scheduler.add_job(self._tracked(self.sync_sent), "interval", args=[mailbox], id=f"sent:{mailbox.name}",
                                        seconds=mailbox.poll_interval.total_seconds(), next_run_time=now)
-        self.scheduler.add_job(self.outbox_wakeup.set, "interval", id="outbox-retries", seconds=OUTBOX_RETRY_TICK_S)
-        self.scheduler.add_job(self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S)
+        self.scheduler.add_job(self._tick_outbox, "interval", id="outbox-retries", seconds=OUTBOX_RETRY_TICK_S)
+        self.scheduler.add_job(self._tracked(self.housekeeping), "interval", id="housekeeping", seconds=HOUSEKEEPING_S)
+        self.scheduler.add_job(self._tracked(self.checkpoint), "interval", id="checkpoint", seconds=CHECKPOINT_S)
+
+    def _tracked(self, job):
+        """A job whose task shutdown waits for: cancelled, it would log a traceback and stop nothing."""
+        @functools.wraps(job)
+        async def run(*args) -> None:
+            task = asyncio.current_task()
+            self.job_tasks.add(task)
+            try:
+                await job(*args)
+            finally:
+                self.job_tasks.discard(task)
+
+        return run
+
+    async def _tick_outbox(self) -> None:
+        # A coroutine, so the Event is set on the loop's thread (a plain function job runs in a pool thread).
+        self.outbox_wakeup.set()
 
     def _start_watchers(self) -> None:
         hooks = WatcherHooks(connect=open_imap, sync=self._sync_inbox, synced=self._synced, failed=self._failed)
@@ -178,11 +204,18 @@ class Daemon:
     def _send_notice(self, notice: Notice | None) -> None:
         if notice is None:
             return
-        try:
-            if self.service.queue_notice(notice):
-                self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
-        except Exception:  # noqa: BLE001 - the alert is also in the log; never crash for it
-            log.exception("alert_queue_failed", component=notice.incident.component)
+        log_notice(notice, self.service.policies.alert_recipients)
+        if self.notices.submit(notice):  # kept and retried by housekeeping if the database refuses it
+            self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
+
+    def _retry_notices(self) -> None:
+        if self.notices.flush():
+            self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
+
+    def _database_outcome(self, error: str | None) -> None:
+        """A database that refuses writes stops work: it is an incident like a dead mailbox."""
+        now = utcnow()
+        self._send_notice(self.health.failed("database", error, now) if error else self.health.succeeded("database", now))
 
     # -- periodic jobs ----------------------------------------------------------------
 
@@ -214,14 +247,22 @@ class Daemon:
 
     async def housekeeping(self) -> None:
         """Alerts for incidents that went quiet, and a STATUS line for systemctl status."""
+        await asyncio.to_thread(self._retry_notices)
         for notice in self.health.due_alerts(utcnow()):
             await asyncio.to_thread(self._send_notice, notice)
         self.notifier.status(await asyncio.to_thread(self.status_line))
 
+    async def checkpoint(self) -> None:
+        """SQLite: keep the WAL small, and free its space again after a full disk."""
+        await asyncio.to_thread(self.db.checkpoint)
+
     def status_line(self) -> str:
         failing = [incident.component for incident in self.health.failing()]
         text = f"logged {self.stats['logged']}, sent {self.stats['sent']}, escalated {self.stats['escalated']}"
-        return text + (f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK")
+        text += f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK"
+        if waiting := self.notices.waiting():
+            text += f"; {len(waiting)} ALERT EMAIL(S) NOT YET QUEUED"
+        return text
 
     # -- background tasks ---------------------------------------------------------------
 
@@ -236,6 +277,7 @@ class Daemon:
                 continue
             self.metrics.observe_drain(report)
             self.stats["sent"] += report.sent
+            self._database_outcome(report.database_error)
             if report.deferred and not report.sent:
                 self._send_notice(self.health.failed("outbox", report.last_error or "deferred", utcnow()))
             elif report.sent:
@@ -260,7 +302,12 @@ class Daemon:
             last = self.health.last_ok(f"mailbox {mailbox.name}")
             if last is None or now - last > UNHEALTHY_AFTER_POLLS * mailbox.poll_interval:
                 problems.append(f"mailbox {mailbox.name} not synced since {last.isoformat() if last else 'start'}")
-        return problems
+        return problems + self.unqueued_alerts()
+
+    def unqueued_alerts(self) -> list[str]:
+        """Alerts the database has not taken yet: /healthz must not look fine while ops are not told."""
+        return [f"{notice.kind} about {notice.incident.component} not queued yet: {notice.incident.error}"
+                for notice in self.notices.waiting()]
 
     # -- reload ---------------------------------------------------------------------------
 
@@ -309,15 +356,24 @@ class Daemon:
 
     # -- shutdown -------------------------------------------------------------------------
 
+    async def _finish_jobs(self) -> None:
+        """Start no more jobs and give the running ones a moment to end (they see threads_stop)."""
+        self.scheduler.pause()
+        if running := list(self.job_tasks):
+            _done, pending = await asyncio.wait(running, timeout=JOBS_FINISH_S)
+            for task in pending:
+                log.warning("job_cancelled_at_shutdown", job=task.get_name())
+
     async def shutdown(self) -> None:
         """Stop taking work, let in-flight sends finish (bounded), close in reverse order."""
         self.notifier.stopping()
         log.info("daemon_stopping", reason=self.stop_reason)
         deadline = self.loop.time() + SHUTDOWN_TIMEOUT_S
-        self.scheduler.shutdown(wait=False)
         self.threads_stop.set()
         for watcher in self.watchers.values():
             watcher.stop()  # no new batches from here on
+        await self._finish_jobs()
+        self.scheduler.shutdown(wait=False)
         self.outbox_wakeup.set()  # lets the sender see `stopping` after its current round
         sender, *others = self.background
         for task in others:

@@ -80,6 +80,8 @@ class MailboxWatcher:
             report = self.hooks.sync(connection, self.mailbox, self.stopping)
             self.attempt = 0  # only a good sync proves the trouble is over
             self.hooks.synced(self.mailbox, report)
+            if connection.announced_new_mail():
+                continue  # mail arrived during the sync: IDLE would not say so again
             if use_idle:
                 # Re-issued every poll_interval: well inside IDLE's 29 minutes, and a health check.
                 connection.idle_wait(interval_s, self.stopping)

@@ -16,7 +16,7 @@ from mailwatch.db.engine import Database
 from mailwatch.db.models import Message, OutboxMail
 from mailwatch.errors import TransientError
 from mailwatch.service import Service
-from tests.faults import fill, small_volume
+from tests.faults import fill, small_volume, with_database
 from tests.mailfactory import customer_mail
 
 SQLITE_ON_VOLUME = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -31,12 +31,7 @@ def volume(tmp_path) -> Path:
 @pytest.fixture
 def small_disk_settings(config_file, smtp_sink, volume):
     """Settings whose SQLite file sits on the small volume."""
-    path = config_file(ack=True, smtp=smtp_sink)
-    database = f"sqlite:///{volume / 'mailwatch.db'}"
-    text = path.read_text()
-    start = text.index('database = "') + len('database = "')
-    path.write_text(text[:start] + database + text[text.index('"', start):])
-    return load_settings(path)
+    return load_settings(with_database(config_file(ack=True, smtp=smtp_sink), f"sqlite:///{volume / 'mailwatch.db'}"))
 
 
 def count(db: Database, model) -> int:
