@@ -15,6 +15,7 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -68,11 +69,14 @@ def _database_unavailable_is_transient() -> Iterator[None]:
 
 def folder_state(session: Session, mailbox: str, folder: str) -> FolderState:
     """The folder's sync state row, created on first use."""
-    state = session.scalar(select(FolderState).where(FolderState.mailbox == mailbox, FolderState.folder == folder))
+    query = select(FolderState).where(FolderState.mailbox == mailbox, FolderState.folder == folder)
+    state = session.scalar(query)
     if state is None:
-        state = FolderState(mailbox=mailbox, folder=folder, last_uid=0)
-        session.add(state)
-        session.flush()
+        # Two instances starting on an empty database both get here: the second insert does nothing.
+        dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+        session.execute(dialect.insert(FolderState).values(mailbox=mailbox, folder=folder, last_uid=0)
+                        .on_conflict_do_nothing(index_elements=["mailbox", "folder"]))
+        state = session.scalar(query)
     return state
 
 
