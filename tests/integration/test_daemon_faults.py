@@ -116,6 +116,7 @@ def test_full_disk_alerts_ops_once_space_returns_and_recovers_without_restart(
         customers = _customers(smtp_sink)
         assert len(customers) == len(set(customers)) == 7
         assert not running.events("mailbox_watch_crashed")
+        assert {e["level"] for e in running.events("mailwatch_recovered")} == {"warning"}  # good news pages nobody
         assert running.stop()[0] == 0
         db.dispose()
 
@@ -138,3 +139,38 @@ def _all_recovered(notes: list[tuple[str, str]]) -> bool:
 
 def _customers(sink) -> list[str]:
     return [mail.recipients[0] for mail in sink.received if mail.recipients[0] != "ops@acme.example"]
+
+
+@SQLITE_ONLY
+def test_kill_9_while_sending_repeats_only_announced_mails_with_their_message_id(
+        dovecot, imap_user, config_file, smtp_sink, daemon, db_for):
+    # Killed five times while 300 messages are logged and acked: every message is logged once,
+    # every customer acked; a mail arrives twice only if the restart said it was inside the SMTP
+    # window when the process died, and both copies carry the same Message-ID.
+    total = 300
+    path = config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST + "\nmax_per_hour = 100000")
+    db = db_for(load_settings(path))
+    dovecot.append_many(imap_user, [customer_mail(n) for n in range(total)])
+    smtp_sink.handler.data_delay_s = 0.05  # a real server's pause before its 250: the window a kill can hit
+    runs = []
+    for kill_at in (20, 60, 100, 140, 180):  # mails received: each kill lands while acks go out
+        runs.append(daemon(path))
+        assert wait_until(lambda: len(smtp_sink.received) >= kill_at, timeout_s=60)  # noqa: B023 - used at once
+        runs[-1].kill()
+    runs.append(daemon(path))
+    assert wait_until(lambda: len({m.recipients[0] for m in smtp_sink.received}) == total, timeout_s=90)
+    time.sleep(1)
+    assert count_rows(db) == total
+    copies: dict[str, set[str]] = {}
+    for mail in smtp_sink.received:
+        copies.setdefault(mail.recipients[0], set()).add(mail.message["Message-ID"])
+    assert all(len(ids) == 1 for ids in copies.values())  # a repeat is the same mail
+    announced = {e["message_id"] for run in runs for e in run.events("mail_resent_after_interrupted_send")}
+    repeated = {mail.message["Message-ID"] for mail in smtp_sink.received} - _once(smtp_sink)
+    assert repeated <= announced, (len(repeated), len(announced))
+    assert runs[-1].stop()[0] == 0
+
+
+def _once(sink) -> set[str]:
+    ids = [mail.message["Message-ID"] for mail in sink.received]
+    return {mid for mid in ids if ids.count(mid) == 1}
