@@ -238,5 +238,5 @@ class Service:
                 close_thread(thread)
             else:
                 reopen_thread(thread, now, self.policy)
-            log.info("thread_changed", thread=ticket, action=action, status=thread.status)
-            return thread.status
+        log.info("thread_changed", thread=ticket, action=action, status=thread.status)  # committed
+        return thread.status
