@@ -149,8 +149,12 @@ class Outbox:
             batch = _Round(claimed)
             async with self._renewing(claimed[0].token):
                 shares = [claimed[i :: self.connections] for i in range(self.connections)]
-                await asyncio.gather(*(self._send_share(share, batch, report) for share in shares if share))
+                # Every share ends before the release, and one share's surprise never strands the others' rows.
+                results = await asyncio.gather(*(self._send_share(share, batch, report) for share in shares if share),
+                                               return_exceptions=True)
             await self._release_untried(batch)
+            if errors := [result for result in results if isinstance(result, BaseException)]:
+                raise errors[0]
             if batch.halted or (report.deferred and not report.sent):
                 break  # the database or the server is unwell: leave the rest for the next round
         return report
