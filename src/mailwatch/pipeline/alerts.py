@@ -39,19 +39,20 @@ def notice_context(branding: Branding, notice: Notice) -> dict:
 
 def queue_notice(session: Session, branding: Branding, recipients: tuple[str, ...], templates: Templates,
                  notice: Notice, now: datetime) -> int:
-    """Queue the notice to every alert recipient; returns how many were queued."""
+    """Queue the notice to every alert recipient; returns how many were new (not queued before)."""
     if not branding.sender or not recipients:
         return 0  # no SMTP configured, or nobody to tell: the log line (`log_notice`) is all there is
     rendered = templates.render_mail("alert", notice_context(branding, notice))
     key = f"{notice.kind}:{notice.incident.component}:{notice.incident.since.isoformat()}"
+    queued = 0
     for recipient in recipients:
         message = build_email(rendered, sender=branding.sender, to=recipient, date=format_datetime(now),
                               message_id=our_message_id(0, now, branding.sender_domain),
                               extra_headers={"Auto-Submitted": "auto-generated",
                                              "X-Mailwatch-Loop": branding.sender_address})
-        enqueue(session, kind=OutboxKind.ALERT, dedupe_key=f"{key}:{recipient.lower()}", message=message,
-                recipient=recipient.lower(), envelope_from=branding.sender_address, now=now)
-    return len(recipients)
+        queued += enqueue(session, kind=OutboxKind.ALERT, dedupe_key=f"{key}:{recipient.lower()}", message=message,
+                          recipient=recipient.lower(), envelope_from=branding.sender_address, now=now)
+    return queued
 
 
 def log_notice(notice: Notice, recipients: tuple[str, ...]) -> None:

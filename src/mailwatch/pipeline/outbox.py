@@ -333,13 +333,16 @@ class Outbox:
             else:
                 row.claimed_until, row.claim_token, row.sending_since = None, None, None
                 outcome = self._apply(row, error, now)
-        _announce(row, outcome)  # after the commit: the log says only what is stored
+        announce(row, outcome)  # after the commit: the log says only what is stored
         return outcome, row.last_error
 
     def _apply(self, row: OutboxMail, error: Exception | None, now: datetime) -> str:
         if error is None:
             row.status, row.sent_at, row.last_error = SENT, now, None
             return SENT
+        return self._record_failure(row, error, now)
+
+    def _record_failure(self, row: OutboxMail, error: Exception, now: datetime) -> str:
         row.attempts += 1
         row.last_error = str(error)[:2000]
         gave_up = now - row.created_at >= self.policy.give_up_after
@@ -350,7 +353,8 @@ class Outbox:
         return PENDING
 
 
-def _announce(row: OutboxMail, outcome: str) -> None:
+def announce(row: OutboxMail, outcome: str) -> None:
+    """An attempt's event, logged once its outcome is committed."""
     if outcome == LOST:
         log.warning("outbox_lease_lost", outbox_id=row.id, kind=row.kind)
     elif outcome == SENT:
