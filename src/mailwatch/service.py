@@ -5,11 +5,13 @@
 """
 
 import asyncio
+import dataclasses
 import ssl
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, time
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -19,11 +21,13 @@ from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
 from mailwatch.errors import PermanentError, TransientError
-from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
+from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
+from mailwatch.oauth2.store import TokenStore
+from mailwatch.oauth2.tokens import Bearer, SignIn
 from mailwatch.pipeline.acks import Acknowledger, sample_context
-from mailwatch.pipeline.alerts import notice_context, queue_notice, sample_notice
+from mailwatch.pipeline.alerts import Notice, notice_context, queue_notice, sample_notice
 from mailwatch.pipeline.escalations import (
     Escalator,
     SweepReport,
@@ -35,8 +39,10 @@ from mailwatch.pipeline.ingest import FolderContext
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
 from mailwatch.pipeline.threads import ticket_pattern
+from mailwatch.pipeline.weekly import Schedule, WeeklyReport, queue_weekly_report
 from mailwatch.policies import build_policies
-from mailwatch.sla import AnsweredVia, close_thread, mark_answered, reopen_thread
+from mailwatch.reports import scope_for
+from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
@@ -61,29 +67,42 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(initial=smtp.retry_initial, maximum=smtp.retry_max, give_up_after=smtp.give_up_after)
 
 
-def imap_endpoint(mailbox: MailboxSettings) -> ImapEndpoint:
+def imap_endpoint(mailbox: MailboxSettings, bearer: Bearer | None = None) -> ImapEndpoint:
     imap = mailbox.imap
     return ImapEndpoint(
         host=imap.host, port=imap.port, security=imap.security, username=imap.username,
         timeout_s=imap.timeout.total_seconds(), ca_file=imap.ca_file,
+        auth_hint=bearer.sign_in.remedy if bearer else "",
     )
 
 
-def open_imap(mailbox: MailboxSettings) -> ImapConnection:
-    """A logged-in connection to a mailbox's IMAP server."""
-    connection = ImapConnection(imap_endpoint(mailbox), mailbox.imap.password.reveal())
+def open_imap(mailbox: MailboxSettings, bearer: Bearer | None = None) -> ImapConnection:
+    """A logged-in connection to a mailbox's IMAP server (XOAUTH2 when given its sign-in's bearer)."""
+    if bearer is not None:
+        connection = ImapConnection(imap_endpoint(mailbox, bearer), bearer=bearer, clock=bearer.clock)
+    else:
+        connection = ImapConnection(imap_endpoint(mailbox), mailbox.imap.password.reveal())
     connection.open()
     return connection
 
 
 @contextmanager
-def imap_session(mailbox: MailboxSettings) -> Iterator[ImapConnection]:
+def imap_session(mailbox: MailboxSettings, bearer: Bearer | None = None) -> Iterator[ImapConnection]:
     """A logged-in connection, logged out afterwards whatever happens."""
-    connection = open_imap(mailbox)
+    connection = open_imap(mailbox, bearer)
     try:
         yield connection
     finally:
         connection.close()
+
+
+def _async_bearer(bearer: Bearer):
+    # The token store and the token endpoint block: keep them off the event loop.
+    async def token(refused: bool) -> str:
+        value, _expires_at = await asyncio.to_thread(bearer, refused)
+        return value
+
+    return token
 
 
 class Service:
@@ -98,17 +117,26 @@ class Service:
             own_addresses=settings.own_addresses,
             staff=tuple(settings.service.staff),
             own_message_id_domains=frozenset(self._own_domains()),
+            authserv_ids=settings.service.authserv_ids,
+            trust_unauthenticated_staff=settings.service.trust_unauthenticated_staff,
         )
         self.policy = policies.clock
         self.ticket_tag = ticket_pattern(settings.service.ticket_prefix)
         self.templates = Templates(settings.service.templates)
         self.folders = FolderSync(db, clock)
         sends = settings.smtp is not None
-        self.acknowledger = (
-            Acknowledger(policies.ack, policies.branding, self.templates, self.ticket_tag) if sends else None)
+        self.acknowledgers = {mailbox.name: self._acknowledger(mailbox.name) for mailbox in settings.mailboxes} if sends else {}
+        self.acknowledger = self.acknowledgers.get(settings.mailboxes[0].name)  # the first, for `check`
         self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
+        self.tokens = TokenStore(db)
+
+    def _acknowledger(self, mailbox: str) -> Acknowledger:
+        # Each mailbox acks with its own promise, branding and (optionally) templates.
+        own = self.policies.for_mailbox(mailbox)
+        templates = Templates(own.ack.templates) if own.ack.templates else self.templates
+        return Acknowledger(own.ack, own.branding, templates, self.ticket_tag)
 
     def _own_domains(self) -> set[str]:
         domains = {address.rsplit("@", 1)[-1] for address in self.settings.own_addresses}
@@ -123,7 +151,36 @@ class Service:
                                 timeout_s=smtp.timeout.total_seconds(), ca_file=smtp.ca_file)
         if self._smtp_tls is None and smtp.security != "none":
             self._smtp_tls = tls_context(smtp.ca_file)  # one CA store load, not one per connection
+        sign_in = smtp_sign_in(self.settings, self.tokens)
+        if sign_in is not None:
+            endpoint = dataclasses.replace(endpoint, auth_hint=sign_in.remedy)
+            return SmtpSender(endpoint, tls_context=self._smtp_tls, bearer=_async_bearer(Bearer(sign_in, self.clock)))
         return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None, self._smtp_tls)
+
+    def sign_in_problems(self) -> list[str]:
+        """OAuth2 sign-ins that need a person, each with what to run (for /healthz and systemctl status)."""
+        problems = []
+        for sign_in in all_sign_ins(self.settings, self.tokens):
+            ok, text = describe(sign_in, self.clock(), lambda value: value.isoformat(timespec="seconds"))
+            if not ok:
+                problems.append(f"{sign_in.label}: {text}")
+        return problems
+
+    def imap_sign_in(self, mailbox: MailboxSettings) -> SignIn | None:
+        """The OAuth2 sign-in a mailbox logs in with, if any."""
+        return imap_sign_in(mailbox, self.tokens)
+
+    def open_imap(self, mailbox: MailboxSettings) -> ImapConnection:
+        """A logged-in connection to the mailbox, by password or by its OAuth2 sign-in."""
+        return open_imap(mailbox, self._imap_bearer(mailbox))
+
+    def imap_session(self, mailbox: MailboxSettings) -> AbstractContextManager[ImapConnection]:
+        """`imap_session` with the mailbox's OAuth2 sign-in, if it has one."""
+        return imap_session(mailbox, self._imap_bearer(mailbox))
+
+    def _imap_bearer(self, mailbox: MailboxSettings) -> Bearer | None:
+        sign_in = self.imap_sign_in(mailbox)
+        return Bearer(sign_in, self.clock) if sign_in is not None else None
 
     def prepare(self, exclusive: bool = False) -> None:
         """Create or check the schema and align stored escalation times with the config.
@@ -137,9 +194,9 @@ class Service:
             self.outbox.release_claims()
 
     def realign(self) -> None:
-        """Recompute open threads' next escalation time if the configured steps changed."""
+        """Recompute open threads' deadlines and next escalation times if a step, calendar or policy changed."""
         with self.db.session() as session:
-            realign_schedule(session, self.policy)
+            realign_schedule(session, self.policies.escalation)
 
     async def run_once(self) -> CycleReport:
         """One full pass: every mailbox (a failing one never stops the others), sweep, send."""
@@ -161,14 +218,15 @@ class Service:
 
     def folder_context(self, mailbox: MailboxSettings, folder: str, sent: bool = False) -> FolderContext:
         """How messages of one folder are recorded (uidvalidity is filled in on SELECT)."""
-        acks = self.acknowledger if self.settings.acknowledgment.enabled and not sent else None
-        return FolderContext(mailbox.name, folder, 0, self.identity, self.ticket_tag, self.policy,
+        acks = self.acknowledgers.get(mailbox.name) if self.settings.acknowledgment.enabled and not sent else None
+        clock = self.policies.for_mailbox(mailbox.name).clock
+        return FolderContext(mailbox.name, folder, 0, self.identity, self.ticket_tag, clock,
                              acknowledger=acks, sent_folder=sent,
                              backlog_age=self.settings.acknowledgment.max_age)
 
     def sync_mailbox(self, mailbox: MailboxSettings) -> list[FolderReport]:
         """Sync a mailbox's watched folder and Sent folder (blocking: runs in a thread)."""
-        with imap_session(mailbox) as connection:
+        with self.imap_session(mailbox) as connection:
             return [self.sync_inbox(connection, mailbox), *self.sync_sent(connection, mailbox)]
 
     def sync_inbox(self, connection: ImapConnection, mailbox: MailboxSettings,
@@ -184,13 +242,27 @@ class Service:
         sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
         return [self.folders.run(connection, sent, False, stop)]
 
-    def sweep(self) -> SweepReport:
-        """Queue escalations for every thread whose next step is due."""
-        if self.escalator is None or not self.policy.steps:
+    def release_acks(self, now: datetime | None = None) -> int:
+        """Let held acknowledgments go out as the hourly budget allows."""
+        if self.acknowledger is None:
+            return 0
+        try:
+            with self.db.session() as session:
+                return self.acknowledger.release_held(session, now or self.clock())
+        except IntegrityError:
+            # Another instance noted the hour's cap event at the same moment; the next sweep releases.
+            log.info("ack_release_conflict_skipped")
+            return 0
+
+    def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Queue escalations for every thread whose next step is due at `now` (and release held acks)."""
+        now = now or self.clock()
+        self.release_acks(now)
+        if self.escalator is None or not self.policies.escalation.escalates:
             return SweepReport()
         try:
             with self.db.session() as session:
-                report = self.escalator.sweep(session, self.clock())
+                report = self.escalator.sweep(session, now)
         except IntegrityError:
             # Another instance escalated the same step first; its mail is the one that goes.
             log.info("sweep_conflict_skipped")
@@ -207,11 +279,15 @@ class Service:
         if self.acknowledger is None or self.escalator is None:
             return []
         now = self.clock()
-        return self.templates.check({
+        problems = self.templates.check({
             "ack": sample_context(self.acknowledger, now),
             "escalation": sample_escalation_context(self.escalator, self.settings.mailboxes[0].name, now),
             "alert": notice_context(self.policies.branding, sample_notice(now)),
         })
+        for acknowledger in self.acknowledgers.values():  # a mailbox's own templates folder, if it has one
+            if acknowledger.templates is not self.templates:
+                problems += acknowledger.templates.check({"ack": sample_context(acknowledger, now)})
+        return problems
 
     def queue_notice(self, notice: Notice) -> int:
         """Queue an alert or recovery email about mailwatch itself."""
@@ -219,6 +295,21 @@ class Service:
             policies = self.policies
             return queue_notice(session, policies.branding, policies.alert_recipients, self.templates, notice,
                                 self.clock())
+
+    def queue_weekly_report(self, now: datetime | None = None) -> int:
+        """Queue the weekly report email for each week due at `now` and not queued yet; how many weeks."""
+        report = self.settings.report
+        if not report.to or self.settings.smtp is None:
+            return 0
+        hour, minute = report.at_hour_minute
+        weekly = WeeklyReport(Schedule(report.weekday, time(hour, minute), self.settings.service.tz), report.to,
+                              self.policies.branding, lambda period: scope_for(self.settings, period))
+        try:
+            with self.db.session() as session:
+                return len(queue_weekly_report(session, weekly, now or self.clock()))
+        except IntegrityError:
+            log.info("weekly_report_conflict_skipped")  # another instance queued the same week first
+            return 0
 
     async def check_smtp(self) -> None:
         """Connect and log in to the SMTP server, or raise saying why not."""
@@ -231,12 +322,12 @@ class Service:
             thread = session.get(Thread, ticket)
             if thread is None:
                 raise PermanentError(f"no thread with ticket {ticket}")
-            now = self.clock()
+            now, policy = self.clock(), self.policies.for_mailbox(thread.mailbox).clock
             if action == "answered":
-                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=self.policy)
+                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy, how=LOCAL_COMMAND)
             elif action == "close":
                 close_thread(thread)
             else:
-                reopen_thread(thread, now, self.policy)
+                reopen_thread(thread, now, policy)
         log.info("thread_changed", thread=ticket, action=action, status=thread.status)  # committed
         return thread.status

@@ -12,7 +12,8 @@ from mailwatch.db.engine import Database
 from mailwatch.db.models import Message
 from mailwatch.testing.devservers import free_port
 from tests.faults import fill, small_volume, with_database
-from tests.integration.test_daemon import ACK_FAST, SQLITE_ONLY, _get, count_rows, daemon, wait_until  # noqa: F401
+from tests.integration.test_daemon import ACK_FAST, SQLITE_ONLY, count_rows, daemon, wait_until  # noqa: F401
+from tests.integration.test_daemon_clock import http_get as _get
 from tests.mailfactory import customer_mail
 
 ALERTS = '[[escalation]]\nafter = "1h"\nto = ["ops@acme.example"]\n'

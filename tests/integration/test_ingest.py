@@ -73,8 +73,10 @@ def test_corpus_is_logged_classified_and_threaded_as_the_manifest_says(corpus, d
     assert count(db, Thread) == len(opened)
 
 
-def test_corpus_thread_records_customer_staff_answer_and_count(corpus, dovecot, imap_user, settings, db):
-    # 23 opens a ticket, 24 (customer) joins it, 26 (staff) answers it.
+def test_corpus_thread_records_customer_staff_answer_and_count(corpus, dovecot, imap_user, config_file, db_for):
+    # 23 opens a ticket, 24 (customer) joins it, 26 (staff, dmarc=pass by Acme's MX) answers it.
+    settings = load_settings(config_file(service_extra='authserv_ids = ["mx.acme.example"]'))
+    db = db_for(settings)
     for name in ("23-thread-first.eml", "24-thread-customer-reply.eml", "26-staff-reply.eml"):
         dovecot.append(imap_user, (corpus / name).read_bytes())
     poll(settings, db)
@@ -83,7 +85,7 @@ def test_corpus_thread_records_customer_staff_answer_and_count(corpus, dovecot, 
         assert thread.customer_address == "fatima.haddad@example.net"
         assert thread.message_count == 3
         assert thread.status == "answered" and thread.answered_via == "staff-address"
-        assert thread.answered_by == "alice@acme.example"
+        assert thread.answered_by == "alice@acme.example" and thread.answered_auth == "dmarc"
         assert thread.deadline_at is None
         assert thread.id >= 1001
 

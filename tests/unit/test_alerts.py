@@ -11,8 +11,7 @@ from structlog.testing import capture_logs
 from mailwatch.config import Settings, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxMail
-from mailwatch.health import Incident, Notice
-from mailwatch.pipeline.alerts import log_notice, notice_context, queue_notice
+from mailwatch.pipeline.alerts import Incident, Notice, NoticeKind, log_notice, notice_context, queue_notice
 from mailwatch.policies import build_policies
 from mailwatch.templates import Templates
 
@@ -68,7 +67,7 @@ def db(tmp_path) -> Database:
 
 
 def alert(since: datetime = T0, at: datetime = T0 + timedelta(minutes=15), kind: str = "alert") -> Notice:
-    return Notice(kind, Incident("mailbox support", since, "IMAP login refused"), at)
+    return Notice(NoticeKind(kind), Incident("mailbox support", since, "IMAP login refused"), at)
 
 
 def queue_for(session, settings: Settings, notice: Notice, now: datetime) -> int:

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from mailwatch.health import Health
+from mailwatch.daemon.health import Health
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 AFTER = timedelta(minutes=15)

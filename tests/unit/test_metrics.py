@@ -7,7 +7,7 @@ import pytest
 
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxMail, Thread
-from mailwatch.metrics import Metrics
+from mailwatch.daemon.metrics import Metrics
 from mailwatch.pipeline.outbox import DrainReport
 from mailwatch.pipeline.sync import FolderReport
 

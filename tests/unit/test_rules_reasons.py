@@ -46,7 +46,8 @@ CASES = [
     ("Message-ID: <mailwatch.7.1700000000.ab12@acme.example>", {}, Category.OWN_MESSAGE,
      "Message-ID <mailwatch.7.1700000000.ab12@acme.example> is mailwatch's own"),
     ("", {"sender": "billing@acme.example"}, Category.OWN_ADDRESS, "From: billing@acme.example is a watched mailbox"),
-    ("Reply-To: support@acme.example", {}, Category.OWN_ADDRESS, "Reply-To: support@acme.example is a watched mailbox"),
+    # Issue 10: Reply-To and Sender are anyone's to write; they make neither own nor staff mail.
+    ("Reply-To: support@acme.example", {}, Category.CUSTOMER, "no machine, list, staff or own-address signal"),
     ("Content-Type: multipart/report; report-type=disposition-notification; boundary=b", {}, Category.READ_RECEIPT,
      "Content-Type: multipart/report; report-type=disposition-notification"),
     ("Return-Path: <>", {}, Category.BOUNCE, "Return-Path: <> (null sender)"),
@@ -75,7 +76,8 @@ CASES = [
     ("X-Autoreply: yes", {}, Category.AUTO_REPLY, "X-Autoreply: yes"),
     ("", {"sender": "noreply@shop.example"}, Category.AUTO_REPLY, "From: noreply@shop.example is a robot or list address"),
     ("", {"sender": "Alice <alice@partner.example>"}, Category.STAFF, "From: alice@partner.example is staff"),
-    ("Sender: bob@acme.example", {"sender": "Pat <pat@example.com>"}, Category.STAFF, "Sender: bob@acme.example is staff"),
+    ("Sender: bob@acme.example", {"sender": "Pat <pat@example.com>"}, Category.CUSTOMER,
+     "no machine, list, staff or own-address signal"),
 ]
 
 

@@ -200,11 +200,19 @@ def test_every_message_counts_whatever_its_category():
 
 @pytest.mark.parametrize("category, via", [(Category.STAFF, "staff-address"), (Category.OWN_ADDRESS, "own-address")])
 def test_staff_or_own_address_mail_in_the_inbox_answers_the_thread(category, via):
-    # A reply from staff, or from the shared address itself, stops the clock.
+    # An authenticated reply from staff, or from the shared address itself, stops the clock.
+    thread = thread_at()
+    apply_message(thread, verdict(category), "alice@acme.example", T0 + HOUR, POLICY, staff_authenticated="dmarc")
+    assert (thread.status, thread.answered_via, thread.answered_by, thread.answered_at, thread.answered_auth) == (
+        "answered", via, "alice@acme.example", T0 + HOUR, "dmarc")
+
+
+@pytest.mark.parametrize("category", [Category.STAFF, Category.OWN_ADDRESS])
+def test_unauthenticated_staff_or_own_address_mail_answers_nothing(category):
+    # A staff From is only a claim until a trusted server authenticated it (issue 10).
     thread = thread_at()
     apply_message(thread, verdict(category), "alice@acme.example", T0 + HOUR, POLICY)
-    assert (thread.status, thread.answered_via, thread.answered_by, thread.answered_at) == (
-        "answered", via, "alice@acme.example", T0 + HOUR)
+    assert thread.status == "open" and thread.answered_at is None and thread.message_count == 2
 
 
 @pytest.mark.parametrize("category", [Category.AUTO_REPLY, Category.OUT_OF_OFFICE, Category.OWN_MESSAGE,
@@ -246,7 +254,8 @@ def test_a_reply_older_than_the_latest_customer_message_answers_only_what_it_saw
     # A reply read after the customer's next message (e.g. from Sent) leaves that message on a new clock.
     thread = thread_at()
     customer_wrote(thread, T0 + 3 * HOUR, POLICY)
-    apply_message(thread, verdict(category), "bob@acme.example", T0 + 2 * HOUR, POLICY, in_sent_folder=in_sent_folder)
+    apply_message(thread, verdict(category), "bob@acme.example", T0 + 2 * HOUR, POLICY, in_sent_folder=in_sent_folder,
+                  staff_authenticated=None if in_sent_folder else "dkim")
     assert thread.answered_at == T0 + 2 * HOUR
     assert clock_fields(thread) == ("open", 2, T0 + 3 * HOUR, T0 + 11 * HOUR, 0, T0 + 3 * HOUR + STEPS[0])
 

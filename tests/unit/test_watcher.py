@@ -6,16 +6,24 @@ so nothing sleeps.
 
 import random
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from structlog.testing import capture_logs
 
-from mailwatch.errors import AuthenticationError, TransientError
+from mailwatch.daemon.watchers import (
+    AUTH_RETRY_S,
+    IDLE_LIMIT_S,
+    RETRY_INITIAL_S,
+    RETRY_MAX_S,
+    MailboxWatcher,
+    WatcherHooks,
+)
+from mailwatch.errors import AuthenticationError, SignInRequired, TransientError
 from mailwatch.pipeline.sync import FolderReport
-from mailwatch.watcher import AUTH_RETRY_S, RETRY_INITIAL_S, RETRY_MAX_S, MailboxWatcher, WatcherHooks
 
 MAILBOX = SimpleNamespace(name="support", idle=True, poll_interval=timedelta(seconds=60))
+T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # what the watcher's clock says
 
 
 class RecordingStop(threading.Event):
@@ -48,6 +56,9 @@ class FakeConnection:
 
     def announced_new_mail(self) -> bool:
         return self.announced.pop(0) if self.announced else False
+
+    def credentials_expiring(self, now) -> bool:
+        return False  # a password login: it never expires
 
     def close(self) -> None:
         self.closed = True
@@ -82,7 +93,7 @@ class Script:
 
     def hooks(self) -> WatcherHooks:
         return WatcherHooks(connect=self.connect, sync=self.sync, synced=lambda m, r: self.reports.append(r),
-                            failed=self.failed)
+                            failed=self.failed, clock=lambda: T0)
 
 
 def watcher_for(script: Script, rng=None, mailbox=MAILBOX) -> tuple[MailboxWatcher, RecordingStop]:
@@ -160,6 +171,14 @@ def test_mail_announced_during_a_sync_is_synced_at_once_not_after_idling():
     assert len(connection.idle_waits) == 2  # three syncs, the first two back to back
 
 
+def test_idle_is_renewed_within_29_minutes_however_long_poll_interval_is():
+    # RFC 2177: a server may drop a client idle for 30 minutes, so one IDLE never lasts longer.
+    connection = FakeConnection(idle=True, good_syncs=1)
+    watcher, _ = watcher_for(Script([connection]), mailbox=SimpleNamespace(name="support", idle=True, poll_interval=timedelta(hours=2)))
+    watcher.run()
+    assert connection.idle_waits == [IDLE_LIMIT_S] and IDLE_LIMIT_S == 29 * 60
+
+
 def test_without_idle_the_watcher_polls_every_poll_interval():
     # mailbox.idle off (or a server without IDLE): sync, sleep poll_interval, sync again.
     for mailbox, connection in ((SimpleNamespace(name="s", idle=False, poll_interval=timedelta(seconds=30)),
@@ -181,3 +200,23 @@ def test_a_crash_that_is_not_transient_is_logged_with_its_traceback():
     assert events[:3] == [("mailbox_watch_crashed", None), ("mailbox_retry", "bug"), ("mailbox_retry", "refused")]
     (crash,) = [e for e in logs if e["event"] == "mailbox_watch_crashed"]
     assert isinstance(crash["exc_info"], ValueError) and crash["log_level"] == "error"
+
+
+def test_a_sign_in_that_needs_a_person_is_looked_at_again_every_poll_interval():
+    # The refusal is remembered (no provider request), so a new `mailwatch login` is found soon.
+    script = Script([SignInRequired("mailbox support: not signed in", code="not_signed_in",
+                                    remedy="run `mailwatch login support`")] * 3)
+    watcher, stop = watcher_for(script)
+    watcher.run()
+    assert stop.waits[:3] == [MAILBOX.poll_interval.total_seconds()] * 3
+
+
+def test_a_connection_whose_token_is_about_to_die_is_replaced():
+    # An OAuth2 login lasts as long as its token: the watcher reconnects instead of idling on.
+    expiring = FakeConnection(good_syncs=5)
+    expiring.credentials_expiring = lambda now: True
+    script = Script([expiring, FakeConnection(good_syncs=1)])
+    watcher, _stop = watcher_for(script)
+    watcher.run()
+    assert expiring.closed and expiring.good_syncs == 5  # never synced on, closed, replaced
+    assert len(script.reports) == 1  # the fresh connection synced

@@ -4,6 +4,7 @@ Every problem is worded for the person editing the file, as `file: dotted.key: r
 no message ever quotes a value that might be a password.
 """
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -67,7 +68,8 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     # Raised outside any except block, so no pydantic error (which quotes input) is chained.
     if problems or settings is None:
         raise ConfigError(problems)
-    return settings.model_copy(update={"warnings": _plain_password_warnings(settings)})
+    warnings = (*_plain_password_warnings(settings), *_trust_warnings(settings))
+    return settings.model_copy(update={"warnings": warnings})
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -157,10 +159,40 @@ def _plain_password_warnings(settings: Settings) -> tuple[str, ...]:
         (f"mailbox[{index}].imap", mailbox.imap) for index, mailbox in enumerate(settings.mailboxes)
     ]
     sections.append(("smtp", settings.smtp))
-    return tuple(
+    passwords = tuple(
         f"{settings.source}: {key}.password: a plain password in the config file; "
         "prefer password_file, password_env or password_credential"
         for key, section in sections
         if section is not None and section.password_source == "password"
     )
+    return passwords + tuple(
+        f"{settings.source}: {key}.oauth2.client_secret: a plain client secret in the config file; "
+        "prefer client_secret_file, client_secret_env or client_secret_credential"
+        for key, section in sections
+        if section is not None and section.oauth2 is not None and section.oauth2.client_secret_source == "client_secret"
+    )
 
+
+
+def _trust_warnings(settings: Settings) -> tuple[str, ...]:
+    """Settings that let anyone who can send mail do more than write to support."""
+    found: list[str] = []
+    if settings.service.trust_unauthenticated_staff:
+        found.append(f"{settings.source}: service.trust_unauthenticated_staff: anyone can write a staff From; "
+                     "a forged one stops a ticket's clock and its escalation never goes out")
+    elif settings.service.staff and not settings.service.authserv_ids:
+        found.append(f"{settings.source}: service.authserv_ids is empty: staff replies in the watched folder "
+                     "cannot be authenticated and answer nothing (the Sent folder and \\Answered still do)")
+    if settings.metrics is not None and not _loopback(settings.metrics.host):
+        found.append(f"{settings.source}: metrics.listen: {settings.metrics.listen} is reachable from other hosts; "
+                     "/metrics shows mailbox names and volumes, /healthz the errors (prefer 127.0.0.1)")
+    return tuple(found)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

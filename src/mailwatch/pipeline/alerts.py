@@ -1,25 +1,55 @@
 """Alert and recovery emails about mailwatch itself, queued like any other mail.
 
+What a notice is lives here, beside how it is emailed; when one is due is decided by
+`mailwatch.daemon.health`, the only place that knows about `service.alert_after`.
+
 When the database is what fails, an alert cannot be queued; `PendingNotices` keeps it
 and retries, in order, until it is, and says meanwhile that it is waiting.
 """
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
+from enum import StrEnum
 
 import structlog
 from sqlalchemy.orm import Session
 
 from mailwatch.db.models import OutboxKind
 from mailwatch.durations import rounded
-from mailwatch.health import Incident, Notice
 from mailwatch.pipeline.outbox import enqueue
 from mailwatch.policies import Branding
 from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Incident:
+    """One component failing since some time; `alerted` once its alert has gone out."""
+
+    component: str  # "mailbox support", "outbox"
+    since: datetime
+    error: str
+    alerted: bool = False
+
+
+class NoticeKind(StrEnum):
+    """What a notice about mailwatch itself says."""
+
+    ALERT = "alert"  # a component has been failing for alert_after
+    RECOVERY = "recovery"  # it works again after an alert went out
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An alert or a recovery note to send."""
+
+    kind: NoticeKind
+    incident: Incident
+    at: datetime
 
 
 def notice_context(branding: Branding, notice: Notice) -> dict:
@@ -60,7 +90,7 @@ def log_notice(notice: Notice, recipients: tuple[str, ...]) -> None:
     incident = notice.incident
     fields = {"component": incident.component, "since": incident.since.isoformat(), "error": incident.error,
               "recipients": list(recipients)}
-    if notice.kind == "alert":
+    if notice.kind is NoticeKind.ALERT:
         log.critical("mailwatch_alert", **fields)
     else:
         log.warning("mailwatch_recovered", **fields)  # good news: worth seeing, not paging
@@ -112,4 +142,4 @@ class PendingNotices:
 
 def sample_notice(now: datetime) -> Notice:
     """For test-rendering the alert templates at `check` time."""
-    return Notice("alert", Incident("mailbox support", now - timedelta(minutes=15), "IMAP login refused"), now)
+    return Notice(NoticeKind.ALERT, Incident("mailbox support", now - timedelta(minutes=15), "IMAP login refused"), now)
