@@ -163,6 +163,7 @@ class ImapConnection:
         """Open `folder` read-only and report its UIDVALIDITY, UIDNEXT and MODSEQ."""
         with self._translated(f"SELECT {folder}"):
             info = self.client.select_folder(folder, readonly=True)
+        self._forget_announcements()
         modseq = info.get(b"HIGHESTMODSEQ")
         return FolderStatus(
             uidvalidity=int(info[b"UIDVALIDITY"]),
@@ -213,6 +214,19 @@ class ImapConnection:
         with self._translated("UID FETCH FLAGS"):
             response = self.client.fetch(list(uids), [b"FLAGS"])
         return {uid: tuple(_text(f) for f in item.get(b"FLAGS", ())) for uid, item in response.items()}
+
+    def _forget_announcements(self) -> None:
+        # imaplib keeps every untagged "* N EXISTS" it reads; the SELECT's own is in the status.
+        self.client._imap.untagged_responses.pop("EXISTS", None)
+
+    def announced_new_mail(self) -> bool:
+        """Whether the server announced a changed message count since the last SELECT.
+
+        A server reports mail that arrives during our FETCHes as "* N EXISTS" in their
+        responses; imaplib keeps it aside, and IDLE never repeats it. Asked after a sync,
+        this says whether to sync again at once instead of idling.
+        """
+        return bool(self.client._imap.untagged_responses.pop("EXISTS", None))
 
     def supports_idle(self) -> bool:
         return b"IDLE" in self.capabilities()

@@ -28,7 +28,13 @@ from mailwatch.oauth2.store import TokenStore
 from mailwatch.oauth2.tokens import Bearer, SignIn
 from mailwatch.pipeline.acks import Acknowledger, sample_context
 from mailwatch.pipeline.alerts import Notice, notice_context, queue_notice, sample_notice
-from mailwatch.pipeline.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
+from mailwatch.pipeline.escalations import (
+    Escalator,
+    SweepReport,
+    announce_sweep,
+    realign_schedule,
+    sample_escalation_context,
+)
 from mailwatch.pipeline.ingest import FolderContext
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
@@ -256,11 +262,13 @@ class Service:
             return SweepReport()
         try:
             with self.db.session() as session:
-                return self.escalator.sweep(session, now)
+                report = self.escalator.sweep(session, now)
         except IntegrityError:
             # Another instance escalated the same step first; its mail is the one that goes.
             log.info("sweep_conflict_skipped")
             return SweepReport()
+        announce_sweep(report)
+        return report
 
     async def drain_outbox(self, stop: asyncio.Event | None = None) -> DrainReport:
         """Send whatever the outbox holds that is due (a round at a time until `stop`)."""
@@ -321,5 +329,5 @@ class Service:
                 close_thread(thread)
             else:
                 reopen_thread(thread, now, policy)
-            log.info("thread_changed", thread=ticket, action=action, status=thread.status)
-            return thread.status
+        log.info("thread_changed", thread=ticket, action=action, status=thread.status)  # committed
+        return thread.status

@@ -76,3 +76,23 @@ address = "{name}@acme.example"
     assert {(f.mailbox, f.logged) for f in report.folders} == {("support", 1), ("sales", 2)}
     assert list(report.failed_mailboxes) == ["dead"]
     db.dispose()
+
+
+def test_mail_arriving_during_a_sync_is_announced_afterwards(dovecot, imap_user):
+    # The server's "* N EXISTS" during our FETCHes is not lost: asked after the sync, the
+    # connection says new mail came, so the watcher syncs again instead of idling.
+    dovecot.append_many(imap_user, [customer_mail(n) for n in range(3)])
+    connection = ImapConnection(endpoint(dovecot, imap_user, "none"), dovecot.password)
+    connection.open()
+    try:
+        connection.select("INBOX")
+        for index, _batch in enumerate(connection.fetch_new(0, batch_size=1)):
+            if index == 0:
+                dovecot.append(imap_user, customer_mail(3))
+        assert connection.announced_new_mail()
+        assert not connection.announced_new_mail()  # said once
+        connection.select("INBOX")
+        list(connection.fetch_new(3))
+        assert not connection.announced_new_mail()  # a quiet sync announces nothing
+    finally:
+        connection.close()

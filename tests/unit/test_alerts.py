@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from mailwatch.config import Settings, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxMail
-from mailwatch.pipeline.alerts import Incident, Notice, NoticeKind, notice_context, queue_notice
+from mailwatch.pipeline.alerts import Incident, Notice, NoticeKind, log_notice, notice_context, queue_notice
 from mailwatch.policies import build_policies
 from mailwatch.templates import Templates
 
@@ -152,6 +152,10 @@ def test_without_smtp_an_alert_is_only_logged(settings_from, db):
     with db.session() as session, capture_logs() as logs:
         assert queue_for(session, settings, alert(), T0) == 0
         queue_for(session, settings, alert(kind="recovery"), T0)
+        assert logs == []  # queueing says nothing: log_notice speaks once, however often queueing is retried
+        log_notice(alert(), ("ops@acme.example",))
+        log_notice(alert(kind="recovery"), ("ops@acme.example",))
     assert queued(db) == []
+    # Good news is worth seeing but pages nobody: a warning, not critical.
     assert [(e["event"], e["log_level"], e["component"]) for e in logs] == [
-        ("mailwatch_alert", "critical", "mailbox support"), ("mailwatch_recovered", "critical", "mailbox support")]
+        ("mailwatch_alert", "critical", "mailbox support"), ("mailwatch_recovered", "warning", "mailbox support")]

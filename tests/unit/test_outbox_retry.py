@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxMail
 from mailwatch.errors import PermanentError, TransientError
-from mailwatch.pipeline.outbox import FAILED, PENDING, SENT, Outbox, RetryPolicy, enqueue
+from mailwatch.pipeline.outbox import FAILED, PENDING, SENT, Outbox, RetryPolicy, announce, enqueue
 from mailwatch.retry import backoff_s
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -78,7 +78,7 @@ def test_policy_delay_is_jittered_down_to_half():
     assert policy.delay(2, EdgeRng("low")) == timedelta(seconds=30)
 
 
-# --- Outbox._record_failure -------------------------------------------------------------
+# --- Outbox._record_failure and its event -------------------------------------------------------------
 
 POLICY = RetryPolicy(initial=timedelta(seconds=30), maximum=timedelta(minutes=30), give_up_after=timedelta(days=2))
 
@@ -99,6 +99,7 @@ def test_a_transient_failure_defers_with_backoff_from_now():
     now = T0 + timedelta(minutes=10)
     with capture_logs() as logs:
         assert outbox()._record_failure(mail, TransientError("451 try later"), now) == PENDING
+        announce(mail, PENDING)  # once committed
     assert (mail.status, mail.attempts, mail.last_error) == (PENDING, 3, "451 try later")
     assert mail.next_attempt_at == now + timedelta(seconds=120)
     # The log line is how an operator follows one mail: what, to whom, which try, when next, why.
@@ -112,6 +113,7 @@ def test_a_permanent_failure_fails_at_once_however_young():
     mail = row()
     with capture_logs() as logs:
         assert outbox()._record_failure(mail, PermanentError("550 no such user"), T0) == FAILED
+        announce(mail, FAILED)  # once committed
     assert (mail.status, mail.attempts, mail.last_error, mail.next_attempt_at) == (FAILED, 1, "550 no such user", T0)
     assert logs == [{"event": "mail_failed", "log_level": "error", "kind": "ack", "outbox_id": 7, "thread": 3,
                      "recipient": "pat@example.com", "attempts": 1, "error": "550 no such user"}]
@@ -163,7 +165,8 @@ def test_recording_after_a_lost_lease_leaves_the_row_to_its_new_owner(db):
     queue_one(db)
     (item,) = box.claim(10)
     with db.session() as session:
-        session.get(OutboxMail, item.id).claimed_until = T0 + timedelta(minutes=9)  # the other sender's lease
+        taken = session.get(OutboxMail, item.id)
+        taken.claimed_until, taken.claim_token = T0 + timedelta(minutes=9), "other"  # the other sender's claim
     with capture_logs() as logs:
         assert box.record(item, None) == ("lost", None)
     mail = stored(db)

@@ -41,9 +41,10 @@ class RecordingStop(threading.Event):
 class FakeConnection:
     """A connection that survives `good_syncs` syncs, then drops."""
 
-    def __init__(self, idle: bool = False, good_syncs: int = 1) -> None:
+    def __init__(self, idle: bool = False, good_syncs: int = 1, announced: tuple[bool, ...] = ()) -> None:
         self.idle = idle
         self.good_syncs = good_syncs
+        self.announced = list(announced)  # per sync: did the server announce new mail during it
         self.closed = False
         self.idle_waits: list[float] = []
 
@@ -52,6 +53,9 @@ class FakeConnection:
 
     def idle_wait(self, timeout_s: float, stop: threading.Event) -> None:
         self.idle_waits.append(timeout_s)
+
+    def announced_new_mail(self) -> bool:
+        return self.announced.pop(0) if self.announced else False
 
     def credentials_expiring(self, now) -> bool:
         return False  # a password login: it never expires
@@ -157,6 +161,14 @@ def test_idle_is_used_when_offered_and_renewed_every_poll_interval():
     watcher, stop = watcher_for(Script([connection]))
     watcher.run()
     assert connection.idle_waits == [60.0, 60.0, 60.0] and 60.0 not in stop.waits
+
+
+def test_mail_announced_during_a_sync_is_synced_at_once_not_after_idling():
+    # A "* N EXISTS" seen during the sync: sync again straight away; IDLE would not repeat it.
+    connection = FakeConnection(idle=True, good_syncs=3, announced=(True, False, False))
+    watcher, stop = watcher_for(Script([connection]))
+    watcher.run()
+    assert len(connection.idle_waits) == 2  # three syncs, the first two back to back
 
 
 def test_idle_is_renewed_within_29_minutes_however_long_poll_interval_is():

@@ -38,6 +38,7 @@ class Metrics:
         self.imap_reconnects = Counter("mailwatch_imap_reconnects", "IMAP reconnections after a failure", ["mailbox"], **labels)
         self.smtp_errors = Counter("mailwatch_smtp_errors", "Deferred or failed SMTP attempts", **labels)
         self.last_sync = Gauge("mailwatch_last_sync_timestamp_seconds", "Last successful sync", ["mailbox"], **labels)
+        self.alerts_waiting = Gauge("mailwatch_alerts_unqueued", "Alert emails the database has not taken yet", **labels)
         self.registry.register(DatabaseCollector(db, clock))
 
     def observe_folder(self, report: FolderReport, synced_at: datetime | None) -> None:

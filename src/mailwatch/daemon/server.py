@@ -33,7 +33,7 @@ from mailwatch.daemon.watchers import WatcherHooks, Watchers
 from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
 from mailwatch.errors import AuthenticationError
-from mailwatch.pipeline.alerts import Notice
+from mailwatch.pipeline.alerts import Notice, PendingNotices, log_notice
 from mailwatch.pipeline.sync import FolderReport
 from mailwatch.service import Service
 
@@ -44,6 +44,7 @@ HANDLED_SIGNALS = (
     signal.SIGTERM,  # systemctl stop, kill <pid>
 )
 SHUTDOWN_TIMEOUT_S = 8.0  # below the unit's TimeoutStopSec and the 10 s promise
+JOBS_FINISH_S = SHUTDOWN_TIMEOUT_S / 4  # jobs in flight may end by themselves before shutdown
 
 
 class Daemon:
@@ -69,6 +70,9 @@ class Daemon:
         self.threads_stop = threading.Event()  # tells blocking work in worker threads to wind down
         self._first_attempts: set[str] = set()
         self._attempts_lock = threading.Lock()
+        # Alerts the database refused (a full disk), retried by housekeeping; through self.service,
+        # which a reload replaces.
+        self.notices = PendingNotices(lambda notice: self.service.queue_notice(notice))
 
     async def serve(self) -> None:
         """Start, run until SIGTERM/SIGINT, shut down."""
@@ -105,12 +109,14 @@ class Daemon:
         self.service = Service(self.settings, self.db, self.clock)
         await asyncio.to_thread(self.service.prepare, self.lock is not None)
         self.metrics = Metrics(self.db, self.clock)
+        self.metrics.alerts_waiting.set_function(lambda: len(self.notices.waiting()))
         self.metrics_server = self._start_metrics_server()
         self.scheduler = AsyncIOScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self.jobs.schedule(self.scheduler, self.clock())
         self.scheduler.start()
         self.watchers.start(self.settings, self._watcher_hooks())
+        self.outbox_wakeup.set()  # mail queued before a restart goes out now, not at the first tick
         self.background = [
             asyncio.create_task(self.jobs.send_when_woken(), name="outbox-sender"),
             asyncio.create_task(self._signal_ready(), name="ready"),
@@ -182,15 +188,26 @@ class Daemon:
             self.loop.call_soon_threadsafe(self.ready.set)
 
     def send_notice(self, notice: Notice | None) -> Notice | None:
-        """Queue an alert or recovery email and wake the sender; returns the notice."""
+        """Log an alert or recovery note, queue its email and wake the sender; returns the notice.
+
+        If the database refuses the email, it is kept in `notices` and retried by housekeeping.
+        """
         if notice is None:
             return None
-        try:
-            if self.service.queue_notice(notice):
-                self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
-        except Exception:  # noqa: BLE001 - the alert is also in the log; never crash for it
-            log.exception("alert_queue_failed", component=notice.incident.component)
+        log_notice(notice, self.service.policies.alert_recipients)
+        if self.notices.submit(notice):
+            self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
         return notice
+
+    def retry_notices(self) -> None:
+        """Queue the notices the database refused before, oldest first (from housekeeping)."""
+        if self.notices.flush():
+            self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
+
+    def database_outcome(self, error: str | None, now: datetime) -> Notice | None:
+        """A database that refuses writes stops work: it is an incident like a dead mailbox."""
+        return self.send_notice(self.health.failed("database", error, now) if error
+                                else self.health.succeeded("database", now))
 
     # -- what the daemon tells others ------------------------------------------------
 
@@ -198,11 +215,19 @@ class Daemon:
         failing = [incident.component for incident in self.health.failing()]
         text = f"logged {self.stats['logged']}, sent {self.stats['sent']}, escalated {self.stats['escalated']}"
         text += f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK"
+        if waiting := self.notices.waiting():
+            text += f"; {len(waiting)} ALERT EMAIL(S) NOT YET QUEUED"
         return text + "".join(f"; {problem}" for problem in self._sign_in_problems())
 
     def health_problems(self) -> list[str]:
         """Why /healthz fails right now (empty when healthy)."""
-        return self.health.problems(self.settings.mailboxes, self.clock()) + self._sign_in_problems()
+        return (self.health.problems(self.settings.mailboxes, self.clock()) + self.unqueued_alerts()
+                + self._sign_in_problems())
+
+    def unqueued_alerts(self) -> list[str]:
+        """Alerts the database has not taken yet: /healthz must not look fine while ops are not told."""
+        return [f"{notice.kind} about {notice.incident.component} not queued yet: {notice.incident.error}"
+                for notice in self.notices.waiting()]
 
     def _sign_in_problems(self) -> list[str]:
         # An SMTP sign-in that died cannot mail its own alert: say so wherever else we can.
@@ -231,9 +256,10 @@ class Daemon:
         log.info("daemon_stopping", reason=self.stop_reason)
         deadline = self.loop.time() + SHUTDOWN_TIMEOUT_S
         self.stopping.set()  # also when shutdown is called without a signal (tests, errors)
-        self.scheduler.shutdown(wait=False)
         self.threads_stop.set()
-        self.watchers.signal_stop()
+        self.watchers.signal_stop()  # no new batches from here on
+        await self.jobs.finish(JOBS_FINISH_S)  # running jobs end by themselves, not cancelled mid-write
+        self.scheduler.shutdown(wait=False)
         self.outbox_wakeup.set()  # lets the sender see `stopping` after its current round
         await self._finish_sending()
         await self.watchers.stop(max(0.5, deadline - self.loop.time()))

@@ -96,6 +96,8 @@ class MailboxWatcher:
             report = self.hooks.sync(connection, self.mailbox, self.stopping)
             self.attempt = 0  # only a good sync proves the trouble is over
             self.hooks.synced(self.mailbox, report)
+            if connection.announced_new_mail():
+                continue  # mail arrived during the sync: IDLE would not say so again
             if use_idle:
                 connection.idle_wait(idle_renewal_s(self.mailbox), self.stopping)
             else:

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailwatch.errors import SchemaError, TransientError
@@ -26,7 +26,10 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",  # durable at each checkpoint; safe with WAL
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=10000",  # wait for `mailwatch threads` etc. instead of failing
+    "PRAGMA journal_size_limit=1048576",  # a checkpointed WAL shrinks back to 1 MiB: room on a small disk
 )
+# SQLite's primary result codes that mean the disk, not the statement, failed.
+_DISK_FAULTS = ("SQLITE_FULL", "SQLITE_IOERR")
 
 
 def _apply_sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -34,6 +37,11 @@ def _apply_sqlite_pragmas(dbapi_connection, _record) -> None:
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+def _is_disk_fault(exc: OperationalError) -> bool:
+    name = getattr(exc.orig, "sqlite_errorname", "") or ""
+    return name.startswith(_DISK_FAULTS) or "disk is full" in str(exc.orig) or "disk I/O error" in str(exc.orig)
 
 
 def create_db_engine(url: str) -> Engine:
@@ -76,8 +84,27 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            if _is_disk_fault(exc):
+                self.checkpoint()  # give the disk back what the WAL holds, so the retry can fit
+            raise
+
+    def checkpoint(self) -> bool:
+        """Copy the SQLite WAL into the database and truncate it; False if that could not be done now."""
+        if self.engine.dialect.name != "sqlite":
+            return True
+        try:
+            with self.engine.connect() as connection:
+                busy, wal_pages, moved = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        except SQLAlchemyError as exc:
+            log.warning("wal_checkpoint_failed", error=str(getattr(exc, "orig", exc))[:200])
+            return False
+        if busy:
+            log.info("wal_checkpoint_busy", wal_pages=wal_pages, moved=moved)  # a reader: next time
+        return not busy
 
     def _make_sqlite_folder(self) -> None:
         # SQLite creates the file but not its folder; done on first use, not at import.

@@ -227,6 +227,9 @@ class OutboxMail(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # whose claim: renewing keeps it
+    # Written before the SMTP transaction: after a crash, only such a row may be delivered already.
+    sending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # queued to send (a held ack: held since)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

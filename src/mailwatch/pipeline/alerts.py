@@ -2,8 +2,13 @@
 
 What a notice is lives here, beside how it is emailed; when one is due is decided by
 `mailwatch.daemon.health`, the only place that knows about `service.alert_after`.
+
+When the database is what fails, an alert cannot be queued; `PendingNotices` keeps it
+and retries, in order, until it is, and says meanwhile that it is waiting.
 """
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -65,11 +70,8 @@ def notice_context(branding: Branding, notice: Notice) -> dict:
 def queue_notice(session: Session, branding: Branding, recipients: tuple[str, ...], templates: Templates,
                  notice: Notice, now: datetime) -> int:
     """Queue the notice to every alert recipient; returns how many were new (not queued before)."""
-    log.critical("mailwatch_alert" if notice.kind is NoticeKind.ALERT else "mailwatch_recovered",
-                 component=notice.incident.component, since=notice.incident.since.isoformat(),
-                 error=notice.incident.error, recipients=list(recipients))
     if not branding.sender or not recipients:
-        return 0  # no SMTP configured, or nobody to tell: the log line above is all there is
+        return 0  # no SMTP configured, or nobody to tell: the log line (`log_notice`) is all there is
     rendered = templates.render_mail("alert", notice_context(branding, notice))
     key = f"{notice.kind}:{notice.incident.component}:{notice.incident.since.isoformat()}"
     queued = 0
@@ -81,6 +83,61 @@ def queue_notice(session: Session, branding: Branding, recipients: tuple[str, ..
         queued += enqueue(session, kind=OutboxKind.ALERT, dedupe_key=f"{key}:{recipient.lower()}", message=message,
                           recipient=recipient.lower(), envelope_from=branding.sender_address, now=now)
     return queued
+
+
+def log_notice(notice: Notice, recipients: tuple[str, ...]) -> None:
+    """The journal hears of an alert at once, whether or not its email can be queued."""
+    incident = notice.incident
+    fields = {"component": incident.component, "since": incident.since.isoformat(), "error": incident.error,
+              "recipients": list(recipients)}
+    if notice.kind is NoticeKind.ALERT:
+        log.critical("mailwatch_alert", **fields)
+    else:
+        log.warning("mailwatch_recovered", **fields)  # good news: worth seeing, not paging
+
+
+class PendingNotices:
+    """Notices whose email could not be queued yet (the database failed), retried in order."""
+
+    def __init__(self, queue: Callable[[Notice], int]) -> None:
+        self.queue = queue
+        self._waiting: list[Notice] = []
+        self._head_reported = False  # the oldest waiting notice's failure is in the log already
+        self._lock = threading.Lock()  # watcher threads and the event loop both submit
+
+    def submit(self, notice: Notice) -> int:
+        """Queue `notice` after any still waiting; returns how many emails were queued."""
+        with self._lock:
+            self._waiting.append(notice)
+        return self.flush()
+
+    def flush(self) -> int:
+        """Try the waiting notices again, oldest first; returns how many emails were queued."""
+        queued = 0
+        with self._lock:
+            while self._waiting:
+                notice = self._waiting[0]
+                try:
+                    queued += self.queue(notice)
+                except Exception as exc:  # noqa: BLE001 - kept and retried; the database is the likely fault
+                    self._failed(notice, exc)
+                    break
+                self._waiting.pop(0)
+                self._head_reported = False
+                log.info("alert_queued", kind=notice.kind, component=notice.incident.component)
+        return queued
+
+    def _failed(self, notice: Notice, exc: Exception) -> None:
+        if self._head_reported:
+            return  # once in the log is enough: /healthz, the status line and a gauge carry it on
+        self._head_reported = True
+        log.error("alert_queue_failed", kind=notice.kind, component=notice.incident.component,
+                  error=f"{exc.__class__.__name__}: {str(exc)[:200]}", waiting=len(self._waiting),
+                  hint="retried every few seconds until the database takes it")
+
+    def waiting(self) -> list[Notice]:
+        with self._lock:
+            return list(self._waiting)
 
 
 def sample_notice(now: datetime) -> Notice:

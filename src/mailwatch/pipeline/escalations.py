@@ -41,6 +41,17 @@ class DueItem:
 class SweepReport:
     escalated: list[DueItem] = field(default_factory=list)
     emails: int = 0
+    digests: dict[str, list[int]] = field(default_factory=dict)  # recipient: the threads its digest lists
+
+
+def announce_sweep(report: SweepReport) -> None:
+    """The sweep's events, logged once its transaction is committed: only what happened is said."""
+    for item in report.escalated:
+        thread = item.thread
+        log.warning("thread_escalated", thread=thread.id, step=item.step, clock=thread.clock,
+                    deadline_at=thread.deadline_at.isoformat() if thread.deadline_at else None)
+    for recipient, threads in report.digests.items():
+        log.info("escalation_queued", recipient=recipient, threads=threads)
 
 
 def steps_fingerprint(policy: ClockPolicy) -> str:
@@ -107,6 +118,7 @@ class Escalator:
         contexts = {id(item): self.item_context(item, quotes.get(item.thread.id, ""), now) for item in report.escalated}
         for recipient, items in self._by_recipient(report.escalated).items():
             self._queue_digest(session, recipient, items, contexts, now)
+            report.digests[recipient] = [item.thread.id for item in items]
             report.emails += 1
         return report
 
@@ -116,8 +128,6 @@ class Escalator:
                           clock.holds)
         for step in steps:
             session.add(Escalation(thread_id=thread.id, clock=thread.clock, step=step, created_at=now))
-            log.warning("thread_escalated", thread=thread.id, step=step, clock=thread.clock,
-                        deadline_at=thread.deadline_at.isoformat() if thread.deadline_at else None)
         if steps:
             thread.escalation_level = steps[-1]
         thread.next_escalation_at = next_step_at(thread, clock)
@@ -145,7 +155,6 @@ class Escalator:
         enqueue(session, kind=OutboxKind.ESCALATION, dedupe_key=digest_key(recipient, items),
                 message=message, recipient=recipient, envelope_from=branding.sender_address, now=now,
                 thread_id=first if len(items) == 1 else None)
-        log.info("escalation_queued", recipient=recipient, threads=[item.thread.id for item in items])
 
     def item_context(self, item: DueItem, quote: str, now: datetime) -> dict:
         """What the templates show about one escalated thread."""

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -68,11 +69,14 @@ def _database_unavailable_is_transient() -> Iterator[None]:
 
 def folder_state(session: Session, mailbox: str, folder: str) -> FolderState:
     """The folder's sync state row, created on first use."""
-    state = session.scalar(select(FolderState).where(FolderState.mailbox == mailbox, FolderState.folder == folder))
+    query = select(FolderState).where(FolderState.mailbox == mailbox, FolderState.folder == folder)
+    state = session.scalar(query)
     if state is None:
-        state = FolderState(mailbox=mailbox, folder=folder, last_uid=0)
-        session.add(state)
-        session.flush()
+        # Two instances starting on an empty database both get here: the second insert does nothing.
+        dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+        session.execute(dialect.insert(FolderState).values(mailbox=mailbox, folder=folder, last_uid=0)
+                        .on_conflict_do_nothing(index_elements=["mailbox", "folder"]))
+        state = session.scalar(query)
     return state
 
 
@@ -86,6 +90,11 @@ class FolderSync:
     def run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool,
             stop: threading.Event | None = None) -> FolderReport:
         """Log what is new in `folder`, then look at changed flags; `stop` ends it between batches."""
+        with _database_unavailable_is_transient():  # every write here, not only the batches
+            return self._run(connection, folder, check_flags, stop)
+
+    def _run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool,
+             stop: threading.Event | None) -> FolderReport:
         status = connection.select(folder.folder)
         first_sync, resync, since_modseq = self._prepare(folder, status)
         ctx = replace(folder, uidvalidity=status.uidvalidity, first_sync=first_sync, careful=resync)

@@ -265,6 +265,7 @@ class SinkHandler:
         self.scripted: list[str] = []  # answers to the next DATA commands, e.g. "451 4.3.0 busy"
         self.rejected: set[str] = set()  # recipients answered with 550
         self.mail_delay_s = 0.0  # a slow server: MAIL FROM waits this long
+        self.data_delay_s = 0.0  # the mail is kept, then its 250 answer waits this long
         self.lock = threading.Lock()
 
     async def auth_XOAUTH2(self, server, args):  # noqa: N802 - aiosmtpd's name for the mechanism
@@ -302,6 +303,7 @@ class SinkHandler:
                 return self.scripted.pop(0)
             sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from  # "" is MAIL FROM:<>
             self.received.append(ReceivedMail(sender, tuple(envelope.rcpt_tos), envelope.content))
+        await asyncio.sleep(self.data_delay_s)  # the sender's window: delivered, not yet told
         return "250 2.0.0 Message accepted"
 
 
