@@ -331,3 +331,13 @@ def test_changed_escalation_steps_move_open_threads_schedule(dovecot, imap_user,
     assert thread_of(restarted).next_escalation_at == T0 + timedelta(hours=2)
     cycle_at(restarted, clock, timedelta(hours=2, minutes=1))
     assert [m.recipients for m in smtp_sink.received] == [("lead@acme.example",)]
+
+
+def test_schedule_realignment_logs_steps_as_durations(sla_service):
+    # The log names the steps as the configuration writes them ("20h"), not as raw seconds.
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        sla_service()
+    (event,) = [e for e in logs if e["event"] == "escalation_schedule_realigned"]
+    assert event["steps"] == ["20h", "1d"]

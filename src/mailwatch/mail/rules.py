@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
+from mailwatch.durations import format_duration, to_the_second
 from mailwatch.mail.parse import Address, ParsedMessage
 
 _REASON_CHARS = 200  # reasons are logged and stored; one long header must not bloat them
@@ -413,12 +414,16 @@ def _ack_limits(
 ) -> AckDecision:
     # A message exactly max_age old is still acked: only "older than max_age" is too old.
     if age > max_age:
-        return AckDecision(AckOutcome.TOO_OLD, f"received {age} ago, max_age is {max_age}")
+        return AckDecision(
+            AckOutcome.TOO_OLD, f"received {to_the_second(age)} ago, max_age is {format_duration(max_age)}"
+        )
     last = _utc(facts.last_ack_to_sender_at) if facts.last_ack_to_sender_at else None
     # Exactly per_sender_interval after the last ack the sender may get the next one.
     if last is not None and now - last < per_sender_interval:
         return AckDecision(
-            AckOutcome.SENDER_RATE_LIMITED, f"{recipient.address} was acknowledged {now - last} ago"
+            AckOutcome.SENDER_RATE_LIMITED,
+            f"{recipient.address} was acknowledged {to_the_second(now - last)} ago, "
+            f"per_sender_interval is {format_duration(per_sender_interval)}",
         )
     if facts.acks_in_last_hour >= max_per_hour:
         return AckDecision(

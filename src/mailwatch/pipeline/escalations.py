@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailwatch.db.models import Escalation, Message, OutboxKind, ServiceState, Thread
-from mailwatch.durations import rounded
+from mailwatch.durations import format_duration, rounded
 from mailwatch.mail.rules import Category
 from mailwatch.pipeline.outbox import enqueue
 from mailwatch.policies import Branding, EscalationPolicy
@@ -55,7 +55,8 @@ def realign_schedule(session: Session, policy: ClockPolicy) -> int:
     for thread in threads:
         thread.next_escalation_at = next_escalation_at(thread.clock_started_at, policy.steps, thread.escalation_level)
     session.merge(ServiceState(key=STEPS_KEY, value=steps_fingerprint(policy)))
-    log.info("escalation_schedule_realigned", threads=len(threads), steps=steps_fingerprint(policy))
+    log.info("escalation_schedule_realigned", threads=len(threads),
+             steps=[format_duration(after) for after in policy.steps])
     return len(threads)
 
 
