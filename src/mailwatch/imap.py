@@ -19,7 +19,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailwatch.errors import AuthenticationError, TransientError
-from mailwatch.tls import tls_context
+from mailwatch.tls import security_hint, tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -95,7 +95,9 @@ class ImapConnection:
             raise TransientError(f"IMAP TLS certificate of {where} not trusted: {exc.verify_message}") from None
         except (OSError, IMAPClientError) as exc:
             self.close()
-            raise TransientError(f"IMAP connection to {where} failed: {_describe(exc)}") from None
+            hint = security_hint("IMAP", self.endpoint.port, self.endpoint.security, exc)
+            raise TransientError(f"IMAP connection to {where} failed: {_describe(exc)}"
+                                 + (f"; {hint}" if hint else "")) from None
         self._client.normalise_times = False  # keep INTERNALDATE's offset: we store UTC
 
     def _connect(self) -> IMAPClient:

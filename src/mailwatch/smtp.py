@@ -14,7 +14,7 @@ import aiosmtplib
 import structlog
 
 from mailwatch.errors import AuthenticationError, PermanentError, SmtpUnavailable, TransientError
-from mailwatch.tls import tls_context
+from mailwatch.tls import security_hint, tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +70,9 @@ class SmtpSender:
             raise AuthenticationError(f"SMTP login refused by {where}: {exc.code} {exc.message}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             await _quietly_close(client)
-            raise SmtpUnavailable(f"SMTP connection to {where} failed: {_answer(exc)}") from None
+            hint = security_hint("SMTP", endpoint.port, endpoint.security, exc)
+            raise SmtpUnavailable(f"SMTP connection to {where} failed: {_answer(exc)}"
+                                  + (f"; {hint}" if hint else "")) from None
         self._client = client
 
     def _tls(self) -> ssl.SSLContext:
