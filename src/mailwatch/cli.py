@@ -4,6 +4,8 @@ import argparse
 import asyncio
 import json
 import os
+import select
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -12,46 +14,90 @@ from pathlib import Path
 import structlog
 
 from mailwatch import __version__, daemon
-from mailwatch.clock import system_clock
+from mailwatch.clock import iso_utc, system_clock
 from mailwatch.config import Settings, default_config_path, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
 from mailwatch.db.models import Thread
-from mailwatch.db.queries import list_threads
-from mailwatch.durations import format_duration, rounded
-from mailwatch.errors import ConfigError, MailwatchError
+from mailwatch.db.queries import escalations_sent, list_threads
+from mailwatch.durations import format_duration, rounded, within
+from mailwatch.errors import ConfigError, MailwatchError, NoSuchThread, TemplateProblem
 from mailwatch.logs import configure_logging
 from mailwatch.policies import ticket_label
 from mailwatch.report import Report, build_report
-from mailwatch.service import Service, imap_session
-from mailwatch.sla import human_time
+from mailwatch.imap import FolderStatus, ImapConnection
+from mailwatch.service import Service, ThreadChange, imap_session
+from mailwatch.sla import ThreadStatus, human_time
+from mailwatch.templates import one_line
+from mailwatch.wording import by_count, counted
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_USAGE = 64  # sysexits' EX_USAGE: the command line itself is wrong (apart from 2, the configuration)
+EXIT_CODES_HELP = """\
+exit codes:
+  0   success
+  1   a server or the database failed (IMAP, SMTP, SQL); trying again may help
+  2   the configuration or a template is wrong
+  64  the command line is wrong: an unknown option, a bad argument, no such ticket
+"""
+CONFIG_HELP = "TOML file (default: $MAILWATCH_CONFIG or /etc/mailwatch/mailwatch.toml)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with mailwatch's usage exit code, so 2 keeps meaning "the configuration"."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailwatch", description="Make sure no support email goes unanswered.")
-    parser.add_argument("--config", type=Path, help="TOML file (default: $MAILWATCH_CONFIG or /etc/mailwatch/mailwatch.toml)")
+    parser = _Parser(prog="mailwatch", description="Make sure no support email goes unanswered.",
+                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
     parser.add_argument("--version", action="version", version=f"mailwatch {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = commands.add_parser("check", help="validate the config; without --offline also reach the servers")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    check = _command(commands, "check", "validate the configuration and templates; without --offline "
+                                        "also log in to IMAP and SMTP and reach the database")
     check.add_argument("--offline", action="store_true", help="validate without connecting anywhere")
-    db = commands.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade"])
-    commands.add_parser("run", help="the daemon: watch, acknowledge and escalate until stopped")
-    commands.add_parser("poll", help="one full cycle, then exit")
-    threads = commands.add_parser("threads", help="list conversations")
+    db = _command(commands, "db", "manage the database schema")
+    _command(db.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions"),
+             "upgrade", "apply the Alembic migrations up to this version's schema")
+    _command(commands, "run", "the daemon: watch, log, acknowledge and escalate until SIGTERM or SIGINT")
+    _command(commands, "poll", "one full cycle (sync every mailbox, sweep, send), then exit")
+    threads = _command(commands, "threads", "list conversations with their status, deadline and time left")
     threads.add_argument("--open", action="store_true", help="only open threads, most urgent first")
-    threads.add_argument("--json", action="store_true", help="machine-readable output")
-    report = commands.add_parser("report", help="volumes, response times and the SLA over a period")
+    threads.add_argument("--json", action="store_true", help="machine-readable output, times in UTC")
+    report = _command(commands, "report", "volumes, response times and the SLA over a period")
     report.add_argument("--since", type=_date, help="start date, YYYY-MM-DD in service.timezone (default: 7 days ago)")
-    report.add_argument("--json", action="store_true", help="machine-readable output")
-    thread = commands.add_parser("thread", help="change one thread by hand")
-    thread.add_argument("action", choices=["answered", "close", "reopen"])
-    thread.add_argument("ticket", type=_ticket)
+    report.add_argument("--json", action="store_true", help="machine-readable output, times in UTC")
+    thread = _command(commands, "thread", "change one conversation by hand")
+    _thread_actions(thread.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions"))
     return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    """A (sub)command with its one-line summary, accepting --config after its name too."""
+    command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    # SUPPRESS: when given only before the command, the subcommand must not reset it to None.
+    command.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    return command
+
+
+def _thread_actions(actions: argparse._SubParsersAction) -> None:
+    for name, summary in THREAD_ACTIONS.items():
+        action = _command(actions, name, summary)
+        action.add_argument("ticket", type=_ticket, metavar="TICKET", help="the ticket number, e.g. 1042 or #1042")
+
+
+# What each `mailwatch thread ACTION` does, as its help says.
+THREAD_ACTIONS = {
+    "answered": "stop the clock: staff answered another way (phone, another channel); no more escalations",
+    "close": "end the conversation: nothing more is expected of staff, even if the customer writes again",
+    "reopen": "start a new clock from now, as if the customer had just written again",
+}
 
 
 def _ticket(text: str) -> int:
@@ -70,6 +116,17 @@ def _date(text: str) -> date:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here or in a print
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        return _quiet_after_reader_left()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     args.config = args.config or default_config_path(os.environ)
     try:
@@ -81,9 +138,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](settings, args)
     except MailwatchError as exc:
-        log.error("command_failed", command=args.command, error=str(exc))
-        print(f"mailwatch: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        # Printed once, here: the command's own log line would say the same again.
+        print(exc if isinstance(exc, ConfigError) else f"mailwatch: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+
+
+def exit_code_for(exc: MailwatchError) -> int:
+    """README's exit codes: 2 the configuration or a template, 64 the command line, 1 a server or database."""
+    if isinstance(exc, ConfigError | TemplateProblem):
+        return EXIT_CONFIG
+    if isinstance(exc, NoSuchThread):
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
+def _stdout_reader_gone() -> bool:
+    # Only a closed stdout is "the reader has what it wanted"; any other broken pipe is a bug.
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return any(events & select.POLLERR for _fd, events in poller.poll(0))
+
+
+def _quiet_after_reader_left() -> int:
+    # `mailwatch threads | head -1`: not a failure. Point stdout at /dev/null so the
+    # interpreter's last flush of what is still buffered cannot raise again at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
 
 
 def schema_ready(settings: Settings) -> Database:
@@ -110,14 +195,41 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     print(f"database: reachable (schema {db.schema_revision() or 'empty'})")
     if settings.smtp is not None:
         asyncio.run(service.check_smtp())
-        print(f"smtp: {settings.smtp.host}:{settings.smtp.port} accepted the login")
-    for mailbox in settings.mailboxes:
-        with imap_session(mailbox) as connection:
-            for folder in filter(None, [mailbox.folder, mailbox.sent_folder]):
-                status = connection.select(folder)
-                print(f"mailbox {mailbox.name}: {folder} has {status.exists} messages")
+        where = f"{settings.smtp.host}:{settings.smtp.port}"
+        # Without a username nobody logs in: saying "accepted the login" would claim a check never made.
+        print(f"smtp: {where} accepted the login" if settings.smtp.username else
+              f"smtp: {where} connected (no username configured, so no login tried)")
+    for index, mailbox in enumerate(settings.mailboxes):
+        check_mailbox(settings, index, mailbox)
     print(f"{settings.source}: OK")
     return EXIT_OK
+
+
+def check_mailbox(settings: Settings, index: int, mailbox) -> None:
+    """Log in and open the watched folder and the Sent folder, printing how full each is."""
+    with imap_session(mailbox) as connection:
+        for key, folder in (("folder", mailbox.folder), ("sent_folder", mailbox.sent_folder)):
+            if folder:
+                status = select_folder(connection, f"{settings.source}: mailbox[{index}].{key}", folder,
+                                       mailbox.imap.host)
+                print(f"mailbox {mailbox.name}: {folder} has {counted(status.exists, 'message')}")
+
+
+def select_folder(connection: ImapConnection, key: str, folder: str, host: str) -> FolderStatus:
+    """SELECT `folder`; a folder the server does not have is a configuration error naming the key."""
+    try:
+        return connection.select(folder)
+    except MailwatchError:
+        folders = connection.list_folders()
+        if folder in {name for name, _flags in folders}:
+            raise  # it exists: the failure is the server's, not the configuration's
+        raise ConfigError([f'{key}: no folder "{folder}" on {host}; the server has: {folder_list(folders)}']) from None
+
+
+def folder_list(folders: list[tuple[str, tuple[str, ...]]]) -> str:
+    """'INBOX, Sent (\\Sent), Drafts': the special-use flag marks the folder meant for sent mail."""
+    marked = [name + (r" (\Sent)" if "\\Sent" in flags else "") for name, flags in folders]
+    return ", ".join(marked) or "no folders at all"
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
@@ -137,30 +249,53 @@ def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     service = Service(settings, Database(settings.service.database), system_clock)
     service.prepare(exclusive=lock is not None)
     report = asyncio.run(service.run_once())
-    print(f"logged {report.logged} new messages, escalated {len(report.sweep.escalated)} steps, "
-          f"sent {report.outbox.sent} emails ({report.outbox.deferred} deferred, {report.outbox.failed} failed)")
-    for name, error in report.failed_mailboxes.items():
-        print(f"mailbox {name} failed: {error}", file=sys.stderr)
+    print(poll_summary(report))
     return EXIT_FAILURE if report.failed_mailboxes else EXIT_OK
+
+
+def poll_summary(report) -> str:
+    """'logged 1 new message, escalated 1 step, sent 1 email (0 deferred, 0 failed)'."""
+    outbox = report.outbox
+    text = (f"logged {counted(report.logged, 'new message')}, escalated {counted(len(report.sweep.escalated), 'step')}, "
+            f"sent {counted(outbox.sent, 'email')} ({outbox.deferred} deferred, {outbox.failed} failed)")
+    # Each failure's error is already in the log (mailbox_sync_failed); name the mailboxes only.
+    failed = report.failed_mailboxes
+    return text + (f"; {counted(len(failed), 'mailbox', 'mailboxes')} failed: {', '.join(failed)}" if failed else "")
 
 
 def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     with db.session() as session:
         threads = list_threads(session, open_only=args.open)
+        sent = escalations_sent(session) if args.json else {}
     if args.json:
-        print(json.dumps([thread_json(thread) for thread in threads], indent=2))
+        print(json.dumps([thread_json(thread, sent.get(thread.id, 0)) for thread in threads], indent=2))
     else:
-        print(threads_table(threads, settings, system_clock()))
+        print(threads_table(threads, settings, system_clock(), terminal_width()))
     return EXIT_OK
 
 
 def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     service = Service(settings, db, system_clock)
-    status = service.set_thread_status(args.ticket, args.action)
-    print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {status}")
+    change = service.set_thread_status(args.ticket, args.action)
+    print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {thread_change_text(change, settings)}")
     return EXIT_OK
+
+
+def thread_change_text(change: ThreadChange, settings: Settings) -> str:
+    """'answered', or why nothing changed: 'already answered at … via sent-folder by alice@…'."""
+    if change.changed:
+        return change.status
+    if change.status == ThreadStatus.ANSWERED:
+        at = human_time(change.answered_at, settings.service.tz)
+        return f"already answered at {at} {answered_how(change.answered_via, change.answered_by)}"
+    return f"already {change.status}"
+
+
+def answered_how(via: str | None, by: str | None) -> str:
+    """'via sent-folder by alice@acme.example', 'via command'."""
+    return f"via {via}" + (f" by {by}" if by else "")
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
@@ -176,35 +311,36 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
 def report_text(report: Report, settings: Settings) -> str:
     """The report for people."""
-    def seconds(value: float | None) -> str:
-        return rounded(timedelta(seconds=value)) if value is not None else "-"
+    def waited(value: float | None) -> str:
+        return within(timedelta(seconds=value)) if value is not None else "-"
 
     share = f"{100 * report.answered_within_sla / report.answered:.0f}%" if report.answered else "-"
     lines = [
         f"Since {human_time(report.since, settings.service.tz)}",
-        f"Messages logged:       {sum(report.messages.values())}  " + _counts(report.messages),
+        f"Messages logged:       {sum(report.messages.values())}" + _counts(report.messages, " ({})"),
         f"Conversations opened:  {report.threads_opened}, answered {report.answered}",
-        f"First response:        median {seconds(report.first_response_median_s)}, "
-        f"90% within {seconds(report.first_response_p90_s)}",
+        f"First response:        median {_minutes(report.first_response_median_s)}, "
+        f"90% {waited(report.first_response_p90_s)}",
         f"Within the promise:    {report.answered_within_sla} of {report.answered} ({share}) "
         f"within {format_duration(settings.sla.first_response)}",
         f"Open now:              {report.open_now}, overdue {report.overdue_now}",
         f"Acknowledgments sent:  {report.acks_sent}; not sent: " + (_counts(report.acks_suppressed) or "none"),
-        "Escalations:           " + (_counts(report.escalations) or "none"),
+        "Escalations:           " + (", ".join(f"{n} at {step}" for step, n in report.escalations.items()) or "none"),
     ]
     return "\n".join(lines)
 
 
-def _counts(counts: dict) -> str:
-    return ", ".join(f"{key} {value}" for key, value in counts.items())
+def _minutes(value: float | None) -> str:
+    return rounded(timedelta(seconds=value)) if value is not None else "-"
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+def _counts(counts: dict, frame: str = "{}") -> str:
+    """'3 customer, 1 bounce' (count first, so "step 1 1" cannot happen), framed; '' when empty."""
+    return frame.format(", ".join(f"{value} {key}" for key, value in counts.items())) if counts else ""
 
 
-def thread_json(thread: Thread) -> dict:
-    """The `threads --json` object; times in ISO 8601 UTC."""
+def thread_json(thread: Thread, escalations: int = 0) -> dict:
+    """The `threads --json` object; times in ISO 8601 UTC ('Z')."""
     return {
         "ticket": thread.id,
         "mailbox": thread.mailbox,
@@ -212,32 +348,89 @@ def thread_json(thread: Thread) -> dict:
         "customer": thread.customer_address,
         "customer_name": thread.customer_name,
         "status": thread.status,
-        "first_received_at": _iso(thread.first_received_at),
-        "last_customer_at": _iso(thread.last_customer_at),
-        "deadline_at": _iso(thread.deadline_at),
-        "answered_at": _iso(thread.answered_at),
+        "first_received_at": iso_utc(thread.first_received_at),
+        "last_customer_at": iso_utc(thread.last_customer_at),
+        "deadline_at": iso_utc(thread.deadline_at),
+        "answered_at": iso_utc(thread.answered_at),
         "answered_via": thread.answered_via,
-        "escalation_level": thread.escalation_level,
+        "answered_by": thread.answered_by,
+        "escalation_level": thread.escalation_level,  # steps passed, skipped ones included
+        "escalations_sent": escalations,  # steps that went out by email, this clock
         "messages": thread.message_count,
     }
 
 
-def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime) -> str:
-    """A table for people: local times, time left, subject cut to fit."""
+# Columns that give way, in this order and down to these widths, when the table is wider
+# than the terminal; tickets, statuses and times are never cut.
+SHRINKABLE_COLUMNS = {"SUBJECT": 12, "CUSTOMER": 16, "ANSWERED": 12}
+# Left out, in this order, when even the cut columns do not fit (80 columns keep the rest).
+DROPPABLE_COLUMNS = ("MSGS", "RECEIVED", "ANSWERED")
+THREAD_COLUMNS = ("TICKET", "STATUS", "RECEIVED", "DEADLINE", "LEFT", "MSGS", "CUSTOMER", "ANSWERED", "SUBJECT")
+COLUMN_GAP = "  "
+
+
+def terminal_width() -> int | None:
+    """The terminal's columns ($COLUMNS wins); None when stdout is no terminal (a pipe, a file)."""
+    columns = shutil.get_terminal_size((0, 0)).columns
+    return columns or None
+
+
+def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime, width: int | None = None) -> str:
+    """A table for people: local times in a named zone, time left, who answered, fitted to `width`."""
     if not threads:
         return "no threads"
+    rows = [dict(zip(THREAD_COLUMNS, _thread_row(thread, settings, now), strict=True)) for thread in threads]
+    natural = {name: max(len(name), *(len(row[name]) for row in rows)) for name in THREAD_COLUMNS}
+    widths = fit_widths(natural, width)
+    lines = [COLUMN_GAP.join(cut(row[name], w).ljust(w) for name, w in widths.items()).rstrip()
+             for row in [{name: name for name in THREAD_COLUMNS}, *rows]]
+    zone = f"Times in {settings.service.timezone}; now {now.astimezone(settings.service.tz):%Y-%m-%d %H:%M %Z}"
+    return "\n".join([cut(zone, width or len(zone)), *lines])
+
+
+def _thread_row(thread: Thread, settings: Settings, now: datetime) -> tuple[str, ...]:
     tz = settings.service.tz
-    rows = [("TICKET", "STATUS", "RECEIVED", "DEADLINE", "LEFT", "MSGS", "CUSTOMER", "SUBJECT")]
-    for thread in threads:
-        left = format_left(thread.deadline_at - now) if thread.deadline_at else "-"
-        rows.append((
-            ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
-            thread.first_received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if thread.deadline_at else "-",
-            left, str(thread.message_count), thread.customer_address, thread.subject[:60],
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows)
+    # A reopened thread's old answer is not an answer to what the customer now waits for.
+    answered = thread.answered_via and thread.status != ThreadStatus.OPEN
+    return (
+        ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
+        thread.first_received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if thread.deadline_at else "-",
+        format_left(thread.deadline_at - now) if thread.deadline_at else "-",
+        str(thread.message_count), thread.customer_address,
+        answered_how(thread.answered_via, thread.answered_by) if answered else "-", one_line(thread.subject),
+    )
+
+
+def fit_widths(natural: dict[str, int], limit: int | None) -> dict[str, int]:
+    """The columns to show and their widths: cut the shrinkable ones, then leave out droppable ones."""
+    widths = dict(natural)
+    for dropped in (None, *DROPPABLE_COLUMNS):
+        widths.pop(dropped, None)
+        fitted = _narrowed(widths, limit)
+        if limit is None or _table_width(fitted) <= limit:
+            return fitted
+    return fitted
+
+
+def _narrowed(widths: dict[str, int], limit: int | None) -> dict[str, int]:
+    fitted = dict(widths)
+    excess = _table_width(fitted) - limit if limit else 0
+    for name, minimum in SHRINKABLE_COLUMNS.items():
+        if name in fitted and excess > 0:
+            cut_by = max(0, min(excess, fitted[name] - minimum))
+            fitted[name] -= cut_by
+            excess -= cut_by
+    return fitted
+
+
+def _table_width(widths: dict[str, int]) -> int:
+    return sum(widths.values()) + len(COLUMN_GAP) * (len(widths) - 1)
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, an ellipsis marking a cut."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def format_left(left: timedelta) -> str:

@@ -135,6 +135,12 @@ class ImapConnection:
             highest_modseq=int(modseq) if modseq is not None else None,
         )
 
+    def list_folders(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Every folder's name and flags; with SPECIAL-USE, `\\Sent` marks the Sent folder."""
+        with self._translated("LIST"):
+            folders = self.client.list_folders()
+        return [(name, tuple(_text(flag) for flag in flags)) for flags, _delimiter, name in folders]
+
     def fetch_new(self, after_uid: int, batch_size: int = FETCH_BATCH_SIZE) -> Iterator[list[FetchedMessage]]:
         """Yield the messages with UID > after_uid in the selected folder, a batch at a time."""
         with self._translated("UID SEARCH"):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailwatch.clock import iso_utc
 from mailwatch.db.models import Escalation, Message, OutboxKind, OutboxMail, OutboxStatus, Thread
 from mailwatch.sla import ThreadStatus
 
@@ -30,7 +31,7 @@ class Report:
 
     def as_json(self) -> dict:
         data = asdict(self)
-        data["since"], data["until"] = self.since.isoformat(), self.until.isoformat()
+        data["since"], data["until"] = iso_utc(self.since), iso_utc(self.until)
         return data
 
 

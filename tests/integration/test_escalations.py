@@ -188,7 +188,7 @@ def test_answered_by_command_stops_the_clock(dovecot, imap_user, sla_service, sm
     service, clock = sla_service()
     dovecot.append(imap_user, customer_mail(1), msg_time=T0)
     cycle_at(service, clock, timedelta(hours=1))
-    assert service.set_thread_status(1001, "answered") == "answered"
+    assert service.set_thread_status(1001, "answered").status == "answered"
     cycle_at(service, clock, timedelta(hours=30))
     assert thread_of(service).answered_via == "command" and smtp_sink.received == []
 

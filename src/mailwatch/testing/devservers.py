@@ -70,6 +70,13 @@ service imap-login {{
 protocol imap {{
   mail_max_userip_connections = 1000
 }}
+# A Sent folder (once created) carries the \\Sent special-use flag, as on real servers.
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    special_use = \\Sent
+  }}
+}}
 """
 SERVICES_AS_USER = ("anvil", "auth", "auth-worker", "config", "dict", "imap", "indexer-worker", "log", "stats")
 
