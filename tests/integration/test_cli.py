@@ -127,6 +127,7 @@ def test_report_counts_messages_answers_and_the_sla(dovecot, imap_user, config_f
     assert main(["--config", str(path), "report", "--since", "2020-01-01"]) == 0
     text = capsys.readouterr().out
     assert "Conversations opened:  2, answered 1" in text and "1 of 1 (100%)" in text
+    assert "within under" not in text and "Messages logged:       5 (3 customer, " in text
 
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
