@@ -1,16 +1,18 @@
 """`mailwatch run`: the long-running asyncio process.
 
 Lifecycle after uvicorn's Server: `startup`, wait for a signal, `shutdown`, each
-readable on its own. Each mailbox has a watcher thread (IDLE or polling); APScheduler
-runs the periodic jobs (escalation sweep, Sent-folder sync, outbox retries,
-housekeeping) with coalescing and one instance at a time; the outbox is drained as
-soon as something is queued. SIGHUP reloads config and templates, keeping the old
+readable on its own. Each mailbox has a watcher thread (IDLE or polling), and its
+Sent folder, if it names one, another on a connection of its own; APScheduler runs
+the periodic jobs (escalation sweep, outbox retries, housekeeping) with coalescing
+and one instance at a time; the outbox is drained as soon as something is queued.
+READY goes to systemd once every mailbox has synced (see `readiness`). SIGHUP reloads config and templates, keeping the old
 ones if the new ones are broken.
 """
 
 import asyncio
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +32,9 @@ from mailwatch.logs import configure_logging
 from mailwatch.metrics import Metrics, MetricsServer
 from mailwatch.notify import Notifier
 from mailwatch.pipeline.sync import FolderReport
-from mailwatch.service import Service, imap_session, open_imap
-from mailwatch.watcher import MailboxWatcher, WatcherHooks
+from mailwatch.service import Service, open_imap
+from mailwatch.readiness import Readiness
+from mailwatch.watcher import MailboxWatcher, SentWatcher, WatcherHooks
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +46,7 @@ SHUTDOWN_TIMEOUT_S = 8.0  # below the unit's TimeoutStopSec and the 10 s promise
 OUTBOX_RETRY_TICK_S = 5.0  # how often deferred mail is looked at between wake-ups
 HOUSEKEEPING_S = 5.0  # STATUS line, alerts for silent incidents
 UNHEALTHY_AFTER_POLLS = 3  # /healthz fails when a mailbox has not synced for this many intervals
+READY_CHECK_S = 0.1  # how often startup looks whether READY may go out
 
 
 class Daemon:
@@ -56,7 +60,8 @@ class Daemon:
         self.stats: Counter[str] = Counter()
         self.stop_reason = "stopped"
         self.watchers: dict[str, MailboxWatcher] = {}
-        self._first_attempts: set[str] = set()
+        self.readiness = Readiness({m.name: m.imap.timeout.total_seconds() for m in settings.mailboxes},
+                                   time.monotonic())
         self.threads_stop = threading.Event()  # tells blocking work in worker threads to wind down
 
     async def serve(self) -> None:
@@ -64,7 +69,6 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
-        self.ready = asyncio.Event()
         self.reloading = asyncio.Lock()
         self.reload_tasks: set[asyncio.Task] = set()
         with self.capture_signals():
@@ -131,10 +135,6 @@ class Daemon:
         now = datetime.now(UTC)
         self.scheduler.add_job(self.sweep, "interval", id="sweep", next_run_time=now,
                                seconds=self.settings.sla.sweep_interval.total_seconds())
-        for mailbox in self.settings.mailboxes:
-            if mailbox.sent_folder:
-                self.scheduler.add_job(self.sync_sent, "interval", args=[mailbox], id=f"sent:{mailbox.name}",
-                                       seconds=mailbox.poll_interval.total_seconds(), next_run_time=now)
         self.scheduler.add_job(self.outbox_wakeup.set, "interval", id="outbox-retries", seconds=OUTBOX_RETRY_TICK_S)
         self.scheduler.add_job(self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S)
 
@@ -144,6 +144,18 @@ class Daemon:
             watcher = MailboxWatcher(mailbox, hooks)
             self.watchers[mailbox.name] = watcher
             watcher.start()
+        self._start_sent_watchers()
+
+    def _start_sent_watchers(self) -> None:
+        # Their own hooks: a Sent folder's trouble is logged, but it is not the mailbox's
+        # incident (no alert, no recovery note), and the inbox watcher owns last_sync.
+        hooks = WatcherHooks(connect=open_imap, sync=self._sync_sent, synced=self._sent_synced,
+                             failed=self._sent_failed)
+        for mailbox in self.settings.mailboxes:
+            if mailbox.sent_folder:
+                watcher = SentWatcher(mailbox, hooks)
+                self.watchers[f"{mailbox.name}:sent"] = watcher
+                watcher.start()
 
     # -- what watcher threads report (called from their threads) ---------------------
 
@@ -158,7 +170,7 @@ class Daemon:
         if component in {incident.component for incident in self.health.failing()}:
             self.metrics.imap_reconnects.labels(mailbox.name).inc()
         self._send_notice(self.health.succeeded(component, now))
-        self._attempted(mailbox.name)
+        self.readiness.synced(mailbox.name)
         if report.logged or report.answered_by_flag:
             self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
 
@@ -168,12 +180,17 @@ class Daemon:
             log.error("imap_login_refused", mailbox=mailbox.name, error=str(exc),
                       hint="check the password source, then `systemctl reload mailwatch`")
         self._send_notice(self.health.failed(f"mailbox {mailbox.name}", str(exc), utcnow()))
-        self._attempted(mailbox.name)
 
-    def _attempted(self, name: str) -> None:
-        self._first_attempts.add(name)
-        if self._first_attempts >= {m.name for m in self.settings.mailboxes}:
-            self.loop.call_soon_threadsafe(self.ready.set)
+    def _sync_sent(self, connection, mailbox: MailboxSettings, stop: threading.Event) -> FolderReport:
+        (report,) = self.service.sync_sent(connection, mailbox, stop)
+        return report
+
+    def _sent_synced(self, mailbox: MailboxSettings, report: FolderReport) -> None:
+        self.metrics.observe_folder(report, synced_at=None)  # the inbox watcher owns last_sync
+
+    def _sent_failed(self, mailbox: MailboxSettings, exc: Exception, attempt: int) -> None:
+        self.metrics.imap_errors.labels(mailbox.name).inc()
+        log.error("sent_sync_failed", mailbox=mailbox.name, folder=mailbox.sent_folder, error=str(exc))
 
     def _send_notice(self, notice: Notice | None) -> None:
         if notice is None:
@@ -196,21 +213,6 @@ class Daemon:
         self.stats["escalated"] += len(report.escalated)
         if report.emails:
             self.outbox_wakeup.set()
-
-    async def sync_sent(self, mailbox: MailboxSettings) -> None:
-        """The Sent folder, on a connection of its own so IDLE on the inbox goes on."""
-        def once() -> list[FolderReport]:
-            with imap_session(mailbox) as connection:
-                return self.service.sync_sent(connection, mailbox, self.threads_stop)
-
-        try:
-            reports = await asyncio.to_thread(once)
-        except Exception as exc:  # noqa: BLE001 - retried on the next run
-            self.metrics.imap_errors.labels(mailbox.name).inc()
-            log.error("sent_sync_failed", mailbox=mailbox.name, error=str(exc))
-            return
-        for report in reports:
-            self.metrics.observe_folder(report, synced_at=None)  # the inbox watcher owns last_sync
 
     async def housekeeping(self) -> None:
         """Alerts for incidents that went quiet, and a STATUS line for systemctl status."""
@@ -242,9 +244,15 @@ class Daemon:
                 self._send_notice(self.health.succeeded("outbox", utcnow()))
 
     async def _signal_ready(self) -> None:
-        await self.ready.wait()
-        self.notifier.ready(self.status_line())
-        log.info("daemon_ready")
+        """READY once every mailbox has synced; one that is down holds it back only its imap.timeout."""
+        while not self.readiness.is_ready(time.monotonic(), self._failing_mailboxes()):
+            await asyncio.sleep(READY_CHECK_S)
+        self.notifier.ready(self.status_line())  # names a mailbox still failing: "FAILING: mailbox sales"
+        log.info("daemon_ready", without=self.readiness.waiting_for())
+
+    def _failing_mailboxes(self) -> list[str]:
+        prefix = "mailbox "
+        return [i.component[len(prefix):] for i in self.health.failing() if i.component.startswith(prefix)]
 
     async def _feed_watchdog(self) -> None:
         # From the event loop itself: if the loop hangs, systemd stops hearing and restarts us.

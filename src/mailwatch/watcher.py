@@ -47,6 +47,11 @@ class MailboxWatcher:
         self.attempt = 0  # failures since the last good sync
         self.thread = threading.Thread(target=self.run, name=f"watch-{mailbox.name}", daemon=True)
 
+    @property
+    def folder(self) -> str:
+        """The folder this watcher keeps current (the sync hook selects it, so IDLE waits on it)."""
+        return self.mailbox.folder
+
     def start(self) -> None:
         self.thread.start()
 
@@ -74,7 +79,7 @@ class MailboxWatcher:
 
     def _watch(self, connection: ImapConnection) -> None:
         use_idle = self.mailbox.idle and connection.supports_idle()
-        log.info("mailbox_watching", mailbox=self.mailbox.name, mode="idle" if use_idle else "poll")
+        log.info("mailbox_watching", mailbox=self.mailbox.name, folder=self.folder, mode="idle" if use_idle else "poll")
         interval_s = self.mailbox.poll_interval.total_seconds()
         while not self.stopping.is_set():
             report = self.hooks.sync(connection, self.mailbox, self.stopping)
@@ -99,3 +104,19 @@ class MailboxWatcher:
         log.warning("mailbox_retry", mailbox=self.mailbox.name, attempt=attempt, retry_in_s=round(delay, 1),
                     error=str(exc))
         self.stopping.wait(delay)
+
+
+class SentWatcher(MailboxWatcher):
+    """The mailbox's Sent folder on a connection of its own, in IDLE like the inbox.
+
+    A staff reply filed in Sent stops the clock within seconds, not at the next
+    poll_interval; the inbox connection stays in IDLE on the inbox meanwhile.
+    """
+
+    def __init__(self, mailbox: MailboxSettings, hooks: WatcherHooks, rng: random.Random | None = None) -> None:
+        super().__init__(mailbox, hooks, rng)
+        self.thread.name = f"watch-{mailbox.name}-sent"
+
+    @property
+    def folder(self) -> str:
+        return self.mailbox.sent_folder or ""
