@@ -22,14 +22,14 @@ from mailwatch.db.models import Thread
 from mailwatch.db.queries import escalations_sent, list_threads
 from mailwatch.durations import format_duration, rounded, within
 from mailwatch.errors import ConfigError, MailwatchError, NoSuchThread, TemplateProblem
+from mailwatch.imap import FolderStatus, ImapConnection
 from mailwatch.logs import configure_logging
 from mailwatch.policies import ticket_label
 from mailwatch.report import Report, build_report
-from mailwatch.imap import FolderStatus, ImapConnection
 from mailwatch.service import Service, ThreadChange, imap_session
 from mailwatch.sla import ThreadStatus, human_time
 from mailwatch.templates import one_line
-from mailwatch.wording import by_count, counted
+from mailwatch.wording import counted
 
 log = structlog.get_logger(__name__)
 
