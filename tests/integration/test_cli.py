@@ -317,3 +317,14 @@ def test_check_names_a_missing_sent_folder_and_lists_the_servers(dovecot, imap_u
     problem = result.stderr.strip().splitlines()[-1]
     assert problem.startswith(f'{path}: mailbox[0].sent_folder: no folder "Sent Items" on 127.0.0.1; the server has: ')
     assert sorted(problem.split("the server has: ")[1].split(", ")) == ["Drafts", "INBOX", "Sent (\\Sent)"]
+
+
+@SQLITE_ONLY
+def test_poll_with_a_dead_mailbox_says_its_error_once(config_file):
+    # The error is in the log line once; the summary only names the mailbox, and the exit code is 1.
+    from mailwatch.testing.devservers import free_port
+
+    result = mailwatch("--config", str(config_file(imap_port=free_port())), "poll")
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).count("IMAP connection to 127.0.0.1") == 1
+    assert result.stdout.strip().endswith("; 1 mailbox failed: support")
