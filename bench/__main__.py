@@ -12,7 +12,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import acks, ingest, latency, memory, sweep
+from bench import acks, ingest, latency, memory, reporting, sweep
 from bench.harness import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POSTGRES_URL,
@@ -31,6 +31,7 @@ SCENARIOS = {  # in the order they run
     "latency": latency.run,
     "sweep": sweep.run,
     "memory": memory.run,
+    "report": reporting.run,
 }
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "latest.json"
 

@@ -16,6 +16,18 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 POSTGRES_URL = os.environ.get("MAILWATCH_TEST_POSTGRES_URL")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def allow_root() -> Iterator[None]:
+    """The test machines run everything as root; mailwatch itself refuses that unless told."""
+    previous = os.environ.get("MAILWATCH_ALLOW_ROOT")
+    os.environ["MAILWATCH_ALLOW_ROOT"] = "1"
+    yield
+    if previous is None:
+        os.environ.pop("MAILWATCH_ALLOW_ROOT", None)
+    else:
+        os.environ["MAILWATCH_ALLOW_ROOT"] = previous
+
+
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
     """One real Dovecot for the session; tests keep apart by using fresh accounts."""

@@ -7,25 +7,29 @@ import os
 import select
 import shutil
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
 from mailwatch import __version__, daemon
+from mailwatch.businesstime import time_left
 from mailwatch.clock import iso_utc, system_clock
 from mailwatch.config import Settings, default_config_path, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
 from mailwatch.db.models import Thread
 from mailwatch.db.queries import escalations_sent, list_threads
-from mailwatch.durations import format_duration, rounded, within
+from mailwatch.durations import rounded
 from mailwatch.errors import ConfigError, MailwatchError, NoSuchThread, TemplateProblem
 from mailwatch.imap import FolderStatus, ImapConnection
 from mailwatch.logs import configure_logging
-from mailwatch.policies import ticket_label
-from mailwatch.report import Report, build_report
+from mailwatch.policies import Policies, build_policies, ticket_label
+from mailwatch.reports import build_period, build_report, render_text, scope_for
+from mailwatch.reports.csv import write_csv
+from mailwatch.reports.html import render_html
+from mailwatch.reports.period import parse_when
 from mailwatch.service import Service, ThreadChange, imap_session
 from mailwatch.sla import ThreadStatus, human_time
 from mailwatch.templates import one_line
@@ -39,10 +43,11 @@ EXIT_CODES_HELP = """\
 exit codes:
   0   success
   1   a server or the database failed (IMAP, SMTP, SQL); trying again may help
-  2   the configuration or a template is wrong
+  2   the configuration or a template is wrong, or started as root without --allow-root
   64  the command line is wrong: an unknown option, a bad argument, no such ticket
 """
 CONFIG_HELP = "TOML file (default: $MAILWATCH_CONFIG or /etc/mailwatch/mailwatch.toml)"
+ALLOW_ROOT_ENV = "MAILWATCH_ALLOW_ROOT"  # "1" does what --allow-root does (containers that only run as root)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
     parser.add_argument("--version", action="version", version=f"mailwatch {__version__}")
+    parser.add_argument("--allow-root", action="store_true",
+                        help=f"run even as root (not recommended; or {ALLOW_ROOT_ENV}=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     check = _command(commands, "check", "validate the configuration and templates; without --offline "
                                         "also log in to IMAP and SMTP and reach the database")
@@ -70,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     threads = _command(commands, "threads", "list conversations with their status, deadline and time left")
     threads.add_argument("--open", action="store_true", help="only open threads, most urgent first")
     threads.add_argument("--json", action="store_true", help="machine-readable output, times in UTC")
-    report = _command(commands, "report", "volumes, response times and the SLA over a period")
-    report.add_argument("--since", type=_date, help="start date, YYYY-MM-DD in service.timezone (default: 7 days ago)")
-    report.add_argument("--json", action="store_true", help="machine-readable output, times in UTC")
+    report = _command(commands, "report", "volumes, response times, the SLA and top questions over a period")
+    report.add_argument("--since", type=_when, help="YYYY-MM-DD (in service.timezone) or 7d, 30d back (default: 7d)")
+    report.add_argument("--until", type=_when, help="YYYY-MM-DD, that day included, or 7d back (default: now)")
+    report.add_argument("--mailbox", metavar="NAME", help="only this [[mailbox]]")
+    output = report.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output, times in UTC")
+    output.add_argument("--csv", type=Path, metavar="DIR", help="write one CSV file per table into DIR")
+    output.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained HTML page")
     thread = _command(commands, "thread", "change one conversation by hand")
     _thread_actions(thread.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions"))
     return parser
@@ -107,11 +119,12 @@ def _ticket(text: str) -> int:
     return int(digits)
 
 
-def _date(text: str) -> date:
+def _when(text: str) -> str:
     try:
-        return date.fromisoformat(text)
+        parse_when(text, UTC, datetime.now(UTC))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or days back (7d): {text!r}") from None
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if refused_as_root(args.allow_root, os.geteuid(), os.environ):
+        print("mailwatch: refusing to run as root: it parses mail anyone can send and needs no privileges; "
+              "run it as its own user (deploy/mailwatch.service does) or pass --allow-root", file=sys.stderr)
+        return EXIT_CONFIG
     args.config = args.config or default_config_path(os.environ)
     try:
         settings = load_settings(args.config)
@@ -171,6 +188,11 @@ def _quiet_after_reader_left() -> int:
     return EXIT_OK
 
 
+def refused_as_root(allow_root: bool, euid: int, environ: Mapping[str, str]) -> bool:
+    """Whether to refuse: root, and neither --allow-root nor MAILWATCH_ALLOW_ROOT=1 said otherwise."""
+    return euid == 0 and not allow_root and environ.get(ALLOW_ROOT_ENV) != "1"
+
+
 def schema_ready(settings: Settings) -> Database:
     """The configured database, created if empty, refused if its schema does not match."""
     db = Database(settings.service.database)
@@ -188,6 +210,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
     print("templates: OK")
+    for mailbox in settings.mailboxes:
+        print(service.policies.describe(mailbox.name))
     if args.offline:
         print(f"{settings.source}: OK")
         return EXIT_OK
@@ -240,7 +264,7 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    daemon.run(args.config, settings)
+    daemon.run(args.config, settings, clock=system_clock)
     return EXIT_OK
 
 
@@ -268,10 +292,11 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
     with db.session() as session:
         threads = list_threads(session, open_only=args.open)
         sent = escalations_sent(session) if args.json else {}
+    policies = build_policies(settings)
     if args.json:
-        print(json.dumps([thread_json(thread, sent.get(thread.id, 0)) for thread in threads], indent=2))
+        print(json.dumps([thread_json(thread, policies, sent.get(thread.id, 0)) for thread in threads], indent=2))
     else:
-        print(threads_table(threads, settings, system_clock(), terminal_width()))
+        print(threads_table(threads, settings, system_clock(), terminal_width(), policies))
     return EXIT_OK
 
 
@@ -301,46 +326,26 @@ def answered_how(via: str | None, by: str | None) -> str:
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     now = system_clock()
-    since = (datetime.combine(args.since, time(), settings.service.tz) if args.since
-             else now - timedelta(days=7))
+    tz = settings.service.tz
+    try:
+        period = build_period(args.since, args.until, tz, now)
+    except ValueError as exc:
+        raise MailwatchError(str(exc)) from None
     with db.session() as session:
-        report = build_report(session, since.astimezone(UTC), now, settings.sla.first_response)
-    print(json.dumps(report.as_json(), indent=2) if args.json else report_text(report, settings))
+        report = build_report(session, scope_for(settings, period, args.mailbox), now)
+    if args.csv:
+        print("\n".join(str(path) for path in write_csv(report, args.csv)))
+    elif args.html:
+        args.html.write_text(render_html(report, tz), encoding="utf-8")
+        print(args.html)
+    else:
+        print(json.dumps(report, indent=2) if args.json else render_text(report, tz))
     return EXIT_OK
 
 
-def report_text(report: Report, settings: Settings) -> str:
-    """The report for people."""
-    def waited(value: float | None) -> str:
-        return within(timedelta(seconds=value)) if value is not None else "-"
-
-    share = f"{100 * report.answered_within_sla / report.answered:.0f}%" if report.answered else "-"
-    lines = [
-        f"Since {human_time(report.since, settings.service.tz)}",
-        f"Messages logged:       {sum(report.messages.values())}" + _counts(report.messages, " ({})"),
-        f"Conversations opened:  {report.threads_opened}, answered {report.answered}",
-        f"First response:        median {_minutes(report.first_response_median_s)}, "
-        f"90% {waited(report.first_response_p90_s)}",
-        f"Within the promise:    {report.answered_within_sla} of {report.answered} ({share}) "
-        f"within {format_duration(settings.sla.first_response)}",
-        f"Open now:              {report.open_now}, overdue {report.overdue_now}",
-        f"Acknowledgments sent:  {report.acks_sent}; not sent: " + (_counts(report.acks_suppressed) or "none"),
-        "Escalations:           " + (", ".join(f"{n} at {step}" for step, n in report.escalations.items()) or "none"),
-    ]
-    return "\n".join(lines)
-
-
-def _minutes(value: float | None) -> str:
-    return rounded(timedelta(seconds=value)) if value is not None else "-"
-
-
-def _counts(counts: dict, frame: str = "{}") -> str:
-    """'3 customer, 1 bounce' (count first, so "step 1 1" cannot happen), framed; '' when empty."""
-    return frame.format(", ".join(f"{value} {key}" for key, value in counts.items())) if counts else ""
-
-
-def thread_json(thread: Thread, escalations: int = 0) -> dict:
-    """The `threads --json` object; times in ISO 8601 UTC ('Z')."""
+def thread_json(thread: Thread, policies: Policies | None = None, escalations: int = 0) -> dict:
+    """The `threads --json` object; times in ISO 8601 UTC ('Z'), `clock` the deadline's clock."""
+    clock = policies.for_mailbox(thread.mailbox).clock.label if policies else "elapsed"
     return {
         "ticket": thread.id,
         "mailbox": thread.mailbox,
@@ -351,8 +356,10 @@ def thread_json(thread: Thread, escalations: int = 0) -> dict:
         "first_received_at": iso_utc(thread.first_received_at),
         "last_customer_at": iso_utc(thread.last_customer_at),
         "deadline_at": iso_utc(thread.deadline_at),
+        "clock": clock,
         "answered_at": iso_utc(thread.answered_at),
         "answered_via": thread.answered_via,
+        "answered_auth": thread.answered_auth,  # "dmarc", "dkim", "microsoft365", "imap-login", …
         "answered_by": thread.answered_by,
         "escalation_level": thread.escalation_level,  # steps passed, skipped ones included
         "escalations_sent": escalations,  # steps that went out by email, this clock
@@ -375,28 +382,42 @@ def terminal_width() -> int | None:
     return columns or None
 
 
-def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime, width: int | None = None) -> str:
-    """A table for people: local times in a named zone, time left, who answered, fitted to `width`."""
+def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime, width: int | None = None,
+                  policies: Policies | None = None) -> str:
+    """A table for people: local times in a named zone, time left (business time on a calendar),
+    who answered, fitted to `width`."""
     if not threads:
         return "no threads"
-    rows = [dict(zip(THREAD_COLUMNS, _thread_row(thread, settings, now), strict=True)) for thread in threads]
+    policies = policies or build_policies(settings)
+    zones = {str(policies.for_mailbox(thread.mailbox).branding.tz) for thread in threads}
+    # One zone (the usual case) is named once above the table; mailboxes in different
+    # zones (a calendar of their own) put the zone's abbreviation beside each time.
+    stamp = "%Y-%m-%d %H:%M" if len(zones) == 1 else "%Y-%m-%d %H:%M %Z"
+    rows = [dict(zip(THREAD_COLUMNS, _thread_row(thread, settings, now, policies, stamp), strict=True))
+            for thread in threads]
     natural = {name: max(len(name), *(len(row[name]) for row in rows)) for name in THREAD_COLUMNS}
     widths = fit_widths(natural, width)
     lines = [COLUMN_GAP.join(cut(row[name], w).ljust(w) for name, w in widths.items()).rstrip()
              for row in [{name: name for name in THREAD_COLUMNS}, *rows]]
-    zone = f"Times in {settings.service.timezone}; now {now.astimezone(settings.service.tz):%Y-%m-%d %H:%M %Z}"
+    if len(zones) == 1:
+        tz = policies.for_mailbox(threads[0].mailbox).branding.tz
+        zone = f"Times in {zones.pop()}; now {now.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+    else:
+        tz = settings.service.tz
+        zone = f"Times in each mailbox's zone; now {now.astimezone(tz):%Y-%m-%d %H:%M %Z} ({settings.service.timezone})"
     return "\n".join([cut(zone, width or len(zone)), *lines])
 
 
-def _thread_row(thread: Thread, settings: Settings, now: datetime) -> tuple[str, ...]:
-    tz = settings.service.tz
+def _thread_row(thread: Thread, settings: Settings, now: datetime, policies: Policies, stamp: str) -> tuple[str, ...]:
+    own = policies.for_mailbox(thread.mailbox)
+    tz, calendar = own.branding.tz, own.clock.calendar  # the mailbox's local time and clock
     # A reopened thread's old answer is not an answer to what the customer now waits for.
     answered = thread.answered_via and thread.status != ThreadStatus.OPEN
     return (
         ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
-        thread.first_received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-        thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if thread.deadline_at else "-",
-        format_left(thread.deadline_at - now) if thread.deadline_at else "-",
+        thread.first_received_at.astimezone(tz).strftime(stamp),
+        thread.deadline_at.astimezone(tz).strftime(stamp) if thread.deadline_at else "-",
+        format_left(time_left(now, thread.deadline_at, calendar)) if thread.deadline_at else "-",
         str(thread.message_count), thread.customer_address,
         answered_how(thread.answered_via, thread.answered_by) if answered else "-", one_line(thread.subject),
     )

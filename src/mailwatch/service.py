@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -20,18 +20,19 @@ from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
 from mailwatch.errors import NoSuchThread, TransientError
-from mailwatch.health import Notice
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
 from mailwatch.pipeline.acks import Acknowledger, sample_context
-from mailwatch.pipeline.alerts import notice_context, queue_notice, sample_notice
+from mailwatch.pipeline.alerts import Notice, notice_context, queue_notice, sample_notice
 from mailwatch.pipeline.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
 from mailwatch.pipeline.ingest import FolderContext
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
 from mailwatch.pipeline.threads import ticket_pattern
+from mailwatch.pipeline.weekly import Schedule, WeeklyReport, queue_weekly_report
 from mailwatch.policies import build_policies
-from mailwatch.sla import AnsweredVia, ThreadStatus, close_thread, mark_answered, reopen_thread
+from mailwatch.reports import scope_for
+from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, ThreadStatus, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
@@ -105,17 +106,25 @@ class Service:
             own_addresses=settings.own_addresses,
             staff=tuple(settings.service.staff),
             own_message_id_domains=frozenset(self._own_domains()),
+            authserv_ids=settings.service.authserv_ids,
+            trust_unauthenticated_staff=settings.service.trust_unauthenticated_staff,
         )
         self.policy = policies.clock
         self.ticket_tag = ticket_pattern(settings.service.ticket_prefix)
         self.templates = Templates(settings.service.templates)
         self.folders = FolderSync(db, clock)
         sends = settings.smtp is not None
-        self.acknowledger = (
-            Acknowledger(policies.ack, policies.branding, self.templates, self.ticket_tag) if sends else None)
+        self.acknowledgers = {mailbox.name: self._acknowledger(mailbox.name) for mailbox in settings.mailboxes} if sends else {}
+        self.acknowledger = self.acknowledgers.get(settings.mailboxes[0].name)  # the first, for `check`
         self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
+
+    def _acknowledger(self, mailbox: str) -> Acknowledger:
+        # Each mailbox acks with its own promise, branding and (optionally) templates.
+        own = self.policies.for_mailbox(mailbox)
+        templates = Templates(own.ack.templates) if own.ack.templates else self.templates
+        return Acknowledger(own.ack, own.branding, templates, self.ticket_tag)
 
     def _own_domains(self) -> set[str]:
         domains = {address.rsplit("@", 1)[-1] for address in self.settings.own_addresses}
@@ -144,9 +153,9 @@ class Service:
             self.outbox.release_claims()
 
     def realign(self) -> None:
-        """Recompute open threads' next escalation time if the configured steps changed."""
+        """Recompute open threads' deadlines and next escalation times if a step, calendar or policy changed."""
         with self.db.session() as session:
-            realign_schedule(session, self.policy)
+            realign_schedule(session, self.policies.escalation)
 
     async def run_once(self) -> CycleReport:
         """One full pass: every mailbox (a failing one never stops the others), sweep, send."""
@@ -168,8 +177,9 @@ class Service:
 
     def folder_context(self, mailbox: MailboxSettings, folder: str, sent: bool = False) -> FolderContext:
         """How messages of one folder are recorded (uidvalidity is filled in on SELECT)."""
-        acks = self.acknowledger if self.settings.acknowledgment.enabled and not sent else None
-        return FolderContext(mailbox.name, folder, 0, self.identity, self.ticket_tag, self.policy,
+        acks = self.acknowledgers.get(mailbox.name) if self.settings.acknowledgment.enabled and not sent else None
+        clock = self.policies.for_mailbox(mailbox.name).clock
+        return FolderContext(mailbox.name, folder, 0, self.identity, self.ticket_tag, clock,
                              acknowledger=acks, sent_folder=sent,
                              backlog_age=self.settings.acknowledgment.max_age)
 
@@ -191,13 +201,27 @@ class Service:
         sent = self.folder_context(mailbox, mailbox.sent_folder, sent=True)
         return [self.folders.run(connection, sent, False, stop)]
 
-    def sweep(self) -> SweepReport:
-        """Queue escalations for every thread whose next step is due."""
-        if self.escalator is None or not self.policy.steps:
+    def release_acks(self, now: datetime | None = None) -> int:
+        """Let held acknowledgments go out as the hourly budget allows."""
+        if self.acknowledger is None:
+            return 0
+        try:
+            with self.db.session() as session:
+                return self.acknowledger.release_held(session, now or self.clock())
+        except IntegrityError:
+            # Another instance noted the hour's cap event at the same moment; the next sweep releases.
+            log.info("ack_release_conflict_skipped")
+            return 0
+
+    def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Queue escalations for every thread whose next step is due at `now` (and release held acks)."""
+        now = now or self.clock()
+        self.release_acks(now)
+        if self.escalator is None or not self.policies.escalation.escalates:
             return SweepReport()
         try:
             with self.db.session() as session:
-                return self.escalator.sweep(session, self.clock())
+                return self.escalator.sweep(session, now)
         except IntegrityError:
             # Another instance escalated the same step first; its mail is the one that goes.
             log.info("sweep_conflict_skipped")
@@ -212,11 +236,15 @@ class Service:
         if self.acknowledger is None or self.escalator is None:
             return []
         now = self.clock()
-        return self.templates.check({
+        problems = self.templates.check({
             "ack": sample_context(self.acknowledger, now),
             "escalation": sample_escalation_context(self.escalator, self.settings.mailboxes[0].name, now),
             "alert": notice_context(self.policies.branding, sample_notice(now)),
         })
+        for acknowledger in self.acknowledgers.values():  # a mailbox's own templates folder, if it has one
+            if acknowledger.templates is not self.templates:
+                problems += acknowledger.templates.check({"ack": sample_context(acknowledger, now)})
+        return problems
 
     def queue_notice(self, notice: Notice) -> int:
         """Queue an alert or recovery email about mailwatch itself."""
@@ -224,6 +252,21 @@ class Service:
             policies = self.policies
             return queue_notice(session, policies.branding, policies.alert_recipients, self.templates, notice,
                                 self.clock())
+
+    def queue_weekly_report(self, now: datetime | None = None) -> int:
+        """Queue the weekly report email for each week due at `now` and not queued yet; how many weeks."""
+        report = self.settings.report
+        if not report.to or self.settings.smtp is None:
+            return 0
+        hour, minute = report.at_hour_minute
+        weekly = WeeklyReport(Schedule(report.weekday, time(hour, minute), self.settings.service.tz), report.to,
+                              self.policies.branding, lambda period: scope_for(self.settings, period))
+        try:
+            with self.db.session() as session:
+                return len(queue_weekly_report(session, weekly, now or self.clock()))
+        except IntegrityError:
+            log.info("weekly_report_conflict_skipped")  # another instance queued the same week first
+            return 0
 
     async def check_smtp(self) -> None:
         """Connect and log in to the SMTP server, or raise saying why not."""
@@ -244,12 +287,13 @@ class Service:
 
     def _change_thread(self, thread: Thread, action: str) -> bool:
         # False when the thread already is what was asked: answering twice would move answered_at.
+        now, policy = self.clock(), self.policies.for_mailbox(thread.mailbox).clock
         if action == "answered":
-            return mark_answered(thread, self.clock(), via=AnsweredVia.COMMAND, by=None, policy=self.policy)
+            return mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy, how=LOCAL_COMMAND)
         if action == "close":
             if thread.status == ThreadStatus.CLOSED:
                 return False
             close_thread(thread)
             return True
-        reopen_thread(thread, self.clock(), self.policy)
+        reopen_thread(thread, now, policy)
         return True

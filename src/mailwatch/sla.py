@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Protocol
 
+from mailwatch.businesstime import Calendar, deadline, within_hours
 from mailwatch.mail.rules import Category, Verdict
 
 
@@ -34,8 +35,13 @@ class AnsweredVia(StrEnum):
     COMMAND = "command"
 
 
-# Who answers a thread by writing into it. The shared address itself counts: agents
-# often reply from it with the mailbox in Cc (mailwatch's own mail is OWN_MESSAGE).
+# How an answer that came through the IMAP login or the command line was authenticated.
+IMAP_LOGIN = "imap-login"  # the Sent folder and the \Answered flag: only the account can write them
+LOCAL_COMMAND = "local-command"  # `mailwatch thread answered`: whoever may run mailwatch
+
+# Who answers a thread by writing into it, once authenticated (`rules.staff_answer`). The
+# shared address itself counts: agents often reply from it with the mailbox in Cc
+# (mailwatch's own mail is OWN_MESSAGE).
 STAFF_RESPONSES = {Category.STAFF: AnsweredVia.STAFF_ADDRESS, Category.OWN_ADDRESS: AnsweredVia.OWN_ADDRESS}
 # In the Sent folder, any of these is a person's reply (not an auto-reply or our own ack).
 SENT_RESPONSES = frozenset({Category.STAFF, Category.OWN_ADDRESS, Category.CUSTOMER})
@@ -43,11 +49,23 @@ SENT_RESPONSES = frozenset({Category.STAFF, Category.OWN_ADDRESS, Category.CUSTO
 
 @dataclass(frozen=True)
 class ClockPolicy:
-    """How long staff have to answer: first response and, optionally, later ones."""
+    """How long staff have to answer: first response and, optionally, later ones.
+
+    With a `calendar` every duration here is open time of that calendar; without one,
+    elapsed time. `holds[i]`: the calendar whose hours step i+1 waits for when it falls
+    due while closed ("business-hours" delivery); None sends it whenever it is due.
+    """
 
     first_response: timedelta
     next_response: timedelta | None = None
     steps: tuple[timedelta, ...] = ()  # escalation steps' `after`, ascending
+    calendar: Calendar | None = None
+    holds: tuple[Calendar | None, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The clock's name in `threads --json`: 'elapsed' or 'business:office'."""
+        return self.calendar.label if self.calendar else "elapsed"
 
 
 class ClockedThread(Protocol):
@@ -64,32 +82,64 @@ class ClockedThread(Protocol):
     answered_at: datetime | None
     answered_via: str | None
     answered_by: str | None
+    answered_auth: str | None
+    first_answered_at: datetime | None
+    first_answered_via: str | None
+    first_answered_by: str | None
 
 
 def first_deadline(received_at: datetime, policy: ClockPolicy) -> datetime:
     """The deadline for a new conversation's first customer message."""
-    return received_at + policy.first_response
+    return deadline(received_at, policy.first_response, policy.calendar)
 
 
 def reopened_deadline(received_at: datetime, policy: ClockPolicy) -> datetime | None:
     """The deadline after a customer writes again into an answered thread, if any."""
     if policy.next_response is None:
         return None
-    return received_at + policy.next_response
+    return deadline(received_at, policy.next_response, policy.calendar)
 
 
-def due_steps(clock_started_at: datetime, now: datetime, steps_after: Sequence[timedelta], sent_level: int) -> range:
+def clock_deadline(thread: ClockedThread, policy: ClockPolicy) -> datetime:
+    """The deadline of a thread's running clock under `policy`: for recomputing after a reload."""
+    response = policy.first_response if thread.clock <= 1 else (policy.next_response or policy.first_response)
+    return deadline(thread.clock_started_at, response, policy.calendar)
+
+
+def step_times(clock_started_at: datetime, steps_after: Sequence[timedelta], calendar: Calendar | None = None,
+               holds: Sequence[Calendar | None] = ()) -> list[datetime]:
+    """When each step goes out: due on the clock, held to opening if its delivery waits for hours.
+
+    Steps go out in order, so a step never goes out before the one before it (a held
+    step 1 takes an unheld step 2 with it, in the same digest).
+    """
+    times: list[datetime] = []
+    for index, after in enumerate(steps_after):
+        hold = holds[index] if index < len(holds) else None
+        at = within_hours(deadline(clock_started_at, after, calendar), hold)
+        times.append(max(at, times[-1]) if times else at)
+    return times
+
+
+def due_steps(clock_started_at: datetime, now: datetime, steps_after: Sequence[timedelta], sent_level: int,
+              calendar: Calendar | None = None, holds: Sequence[Calendar | None] = ()) -> range:
     """The escalation steps (1-based) due by `now` and not yet sent; after downtime, all of them."""
-    elapsed = now - clock_started_at
-    due = sum(1 for after in steps_after if elapsed >= after)
+    due = sum(1 for at in step_times(clock_started_at, steps_after, calendar, holds) if at <= now)
     return range(sent_level + 1, due + 1)
 
 
-def next_escalation_at(clock_started_at: datetime, steps_after: Sequence[timedelta], sent_level: int) -> datetime | None:
-    """When the step after `sent_level` falls due; None once every step was sent."""
+def next_escalation_at(clock_started_at: datetime, steps_after: Sequence[timedelta], sent_level: int,
+                       calendar: Calendar | None = None, holds: Sequence[Calendar | None] = ()) -> datetime | None:
+    """When the step after `sent_level` goes out; None once every step was sent."""
     if sent_level >= len(steps_after):
         return None
-    return clock_started_at + steps_after[sent_level]
+    return step_times(clock_started_at, steps_after[:sent_level + 1], calendar, holds)[-1]
+
+
+def next_step_at(thread: ClockedThread, policy: ClockPolicy) -> datetime | None:
+    """When the thread's next step goes out under `policy`."""
+    return next_escalation_at(thread.clock_started_at, policy.steps, thread.escalation_level, policy.calendar,
+                              policy.holds)
 
 
 def human_time(value: datetime, tz: tzinfo) -> str:
@@ -108,7 +158,7 @@ def start_first_clock(thread: ClockedThread, received_at: datetime, policy: Cloc
     thread.clock_started_at = thread.last_customer_at = received_at
     thread.deadline_at = first_deadline(received_at, policy)
     thread.escalation_level = 0
-    thread.next_escalation_at = next_escalation_at(received_at, policy.steps, 0)
+    thread.next_escalation_at = next_step_at(thread, policy)
 
 
 def skip_escalations(thread: ClockedThread, policy: ClockPolicy) -> None:
@@ -119,18 +169,23 @@ def skip_escalations(thread: ClockedThread, policy: ClockPolicy) -> None:
 
 def apply_message(
     thread: ClockedThread, verdict: Verdict, sender: str | None, received_at: datetime, policy: ClockPolicy,
-    in_sent_folder: bool = False,
+    in_sent_folder: bool = False, staff_authenticated: str | None = None,
 ) -> None:
-    """Update a thread's count and clock for one more message in it."""
+    """Update a thread's count and clock for one more message in it.
+
+    `staff_authenticated`: how a staff or own-address From was authenticated
+    (`rules.staff_answer`); without it such a message is only a claim and stops nothing.
+    """
     thread.message_count += 1
     if in_sent_folder:
         # Whatever its From says, a person's mail in our Sent folder is our answer.
         if verdict.category in SENT_RESPONSES:
-            mark_answered(thread, received_at, via=AnsweredVia.SENT_FOLDER, by=sender, policy=policy)
+            mark_answered(thread, received_at, via=AnsweredVia.SENT_FOLDER, by=sender, policy=policy, how=IMAP_LOGIN)
     elif verdict.is_customer:
         customer_wrote(thread, received_at, policy)
-    elif verdict.category in STAFF_RESPONSES:
-        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender, policy=policy)
+    elif verdict.category in STAFF_RESPONSES and staff_authenticated is not None:
+        mark_answered(thread, received_at, via=STAFF_RESPONSES[verdict.category], by=sender, policy=policy,
+                      how=staff_authenticated)
 
 
 def customer_wrote(thread: ClockedThread, received_at: datetime, policy: ClockPolicy) -> None:
@@ -146,13 +201,14 @@ def customer_wrote(thread: ClockedThread, received_at: datetime, policy: ClockPo
 
 def mark_answered(
     thread: ClockedThread, at: datetime, via: str, by: str | None, policy: ClockPolicy,
-    covers_until: datetime | None = None,
+    covers_until: datetime | None = None, how: str | None = None,
 ) -> bool:
     """Stop the clock of an open thread; False when there was nothing to stop.
 
     `covers_until`: the newest customer message this answer can have seen (the staff
     message's own time, or the flagged message's). A customer message after it still
-    waits, so the thread reopens on a new clock from that message.
+    waits, so the thread reopens on a new clock from that message. `how`: how the answer
+    was authenticated ("dmarc", "imap-login", …), shown beside `answered_via`.
     """
     if thread.status != ThreadStatus.OPEN:
         return False
@@ -160,6 +216,10 @@ def mark_answered(
     thread.answered_at = at
     thread.answered_via = str(via)  # a plain string in the row, whatever the enum
     thread.answered_by = by
+    thread.answered_auth = how
+    if thread.first_answered_at is None:
+        # Later clocks time later answers; the first response is measured once, on clock 1.
+        thread.first_answered_at, thread.first_answered_via, thread.first_answered_by = at, str(via), by
     thread.deadline_at = None
     thread.next_escalation_at = None
     seen_until = covers_until or at
@@ -187,4 +247,4 @@ def _start_new_clock(thread: ClockedThread, started_at: datetime, deadline: date
     thread.clock_started_at = started_at
     thread.deadline_at = deadline
     thread.escalation_level = 0
-    thread.next_escalation_at = next_escalation_at(started_at, policy.steps, 0)
+    thread.next_escalation_at = next_step_at(thread, policy)

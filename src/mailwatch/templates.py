@@ -27,6 +27,7 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailwatch.errors import TemplateProblem
+from mailwatch.mail.parse import INVISIBLE
 from mailwatch.resources import packaged_dir
 from mailwatch.wording import by_count, counted
 
@@ -39,7 +40,7 @@ REFERENCES_KEPT = 10  # the tail of a long References chain is what threads a re
 
 def one_line(text: str, limit: int = SUBJECT_LIMIT) -> str:
     """Text made safe for a header: one line, no control characters, bounded length."""
-    flat = " ".join(CONTROL.sub(" ", text).split())
+    flat = " ".join(CONTROL.sub(" ", INVISIBLE.sub("", text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 

@@ -16,13 +16,15 @@ def config_file(dovecot: Dovecot, imap_user: str, database_url: str, tmp_path: P
     """A factory writing a mailwatch.toml for this test's Dovecot account and database."""
 
     def write(extra: str = "", folder: str = "INBOX", ack: bool = False, mailbox_extra: str = "",
-              smtp: SmtpSink | None = None, ack_extra: str = "", imap_port: int | None = None) -> Path:
+              smtp: SmtpSink | None = None, ack_extra: str = "", imap_port: int | None = None,
+              service_extra: str = "") -> Path:
         password_file = tmp_path / "imap-password"
         password_file.write_text(dovecot.password + "\n")
         body = local_config(
             database=database_url, imap_port=imap_port or dovecot.port, imap_user=imap_user,
             password_file=password_file, smtp_port=smtp.port if smtp else None, folder=folder, ack=ack,
             mailbox_lines=mailbox_extra, ack_lines=textwrap.dedent(ack_extra),
+            service_lines=textwrap.dedent(service_extra),
         )
         path = tmp_path / "mailwatch.toml"
         path.write_text(body + textwrap.dedent(extra))

@@ -113,7 +113,7 @@ def test_db_upgrade_migrates_an_empty_database(config_file, settings, capsys):
 
 def test_report_counts_messages_answers_and_the_sla(dovecot, imap_user, config_file, capsys, corpus):
     # The report shows what came in, what got answered and how fast, as JSON and as text.
-    path = config_file()
+    path = config_file(service_extra='authserv_ids = ["mx.acme.example"]')  # 26 is authenticated by Acme's MX
     for name in ("23-thread-first.eml", "24-thread-customer-reply.eml", "26-staff-reply.eml",
                  "01-plain-ascii.eml", "14-postfix-dsn-bounce.eml"):
         dovecot.append(imap_user, (corpus / name).read_bytes())
@@ -121,13 +121,53 @@ def test_report_counts_messages_answers_and_the_sla(dovecot, imap_user, config_f
     capsys.readouterr()
     assert main(["--config", str(path), "report", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["messages"] == {"customer": 3, "staff": 1, "bounce": 1}
-    assert (report["threads_opened"], report["answered"], report["answered_within_sla"]) == (2, 1, 1)
-    assert report["open_now"] == 1 and report["overdue_now"] == 0
+    assert (report["volume"]["customer_messages"], report["volume"]["new_threads"]) == (3, 2)
+    first = report["first_response"]
+    assert (first["answered"], first["unanswered"], first["within_sla"]) == (1, 1, 1)
+    assert first["median_s"] == first["p90_s"] == first["max_s"]
+    assert report["backlog"]["open"] == 1 and report["backlog"]["overdue"] == 0
+    assert report["period"]["until"].endswith("Z") and report["period"]["timezone"] == "Europe/Berlin"
     assert main(["--config", str(path), "report", "--since", "2020-01-01"]) == 0
     text = capsys.readouterr().out
-    assert "Conversations opened:  2, answered 1" in text and "1 of 1 (100%)" in text
-    assert "within under" not in text and "Messages logged:       5 (3 customer, " in text
+    assert "answered 1, unanswered 1" in text
+    assert "within under" not in text and "Volume: 3 customer messages, 2 new conversations." in text
+
+
+def test_reopening_a_thread_keeps_its_first_response_in_the_report(dovecot, imap_user, config_file, capsys, corpus):
+    # 'thread close' + 'thread reopen' once turned "answered 1, median 2h" into "answered 0".
+    path = config_file(service_extra='authserv_ids = ["mx.acme.example"]')  # 26 is authenticated by Acme's MX
+    for name in ("23-thread-first.eml", "26-staff-reply.eml"):
+        dovecot.append(imap_user, (corpus / name).read_bytes())
+    assert main(["--config", str(path), "poll"]) == 0
+    assert main(["--config", str(path), "threads", "--json"]) == 0
+    answered = [t for t in json.loads(capsys.readouterr().out.split("\n", 1)[1]) if t["answered_at"]]
+    ticket = str(answered[0]["ticket"])
+    capsys.readouterr()
+    assert main(["--config", str(path), "report", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)["first_response"]
+    assert main(["--config", str(path), "thread", "close", ticket]) == 0
+    assert main(["--config", str(path), "thread", "reopen", ticket]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(path), "report", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)["first_response"]
+    assert before["answered"] == after["answered"] == 1 and after["median_s"] == before["median_s"]
+
+
+def test_report_writes_csv_and_html_and_refuses_unknown_mailboxes(dovecot, imap_user, config_file, capsys, corpus,
+                                                                   tmp_path):
+    # --csv DIR and --html FILE write files; a mailbox or a date that does not exist is an error, not an empty report.
+    path = config_file()
+    dovecot.append(imap_user, (corpus / "23-thread-first.eml").read_bytes())
+    assert main(["--config", str(path), "poll"]) == 0
+    assert main(["--config", str(path), "report", "--since", "30d", "--mailbox", "support",
+                 "--html", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+    assert main(["--config", str(path), "report", "--csv", str(tmp_path / "csv")]) == 0
+    assert (tmp_path / "csv" / "summary.csv").read_text().splitlines()[1].split(",")[3:5] == ["1", "1"]
+    assert main(["--config", str(path), "report", "--mailbox", "nope"]) == 1
+    assert main(["--config", str(path), "report", "--since", "2026-12-01", "--until", "2026-11-01"]) == 1
+    with pytest.raises(SystemExit):
+        main(["--config", str(path), "report", "--since", "last week"])
 
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -282,7 +322,8 @@ def test_json_times_end_in_z_everywhere(dovecot, imap_user, config_file, capsys)
     report = json.loads(capsys.readouterr().out)
     main(["--config", path, "threads", "--json"])
     (thread,) = json.loads(capsys.readouterr().out)
-    for stamp in (report["since"], report["until"], thread["first_received_at"], thread["deadline_at"]):
+    period = report["period"]
+    for stamp in (period["since"], period["until"], thread["first_received_at"], thread["deadline_at"]):
         assert stamp.endswith("Z") and "+00:00" not in stamp
 
 

@@ -1,4 +1,8 @@
-"""`mailwatch run` as a real process against Dovecot and aiosmtpd: IDLE, faults, signals."""
+"""`mailwatch run` as a real process against Dovecot and aiosmtpd: IDLE, faults, signals.
+
+What depends only on the time (alerts, recovery notes, /healthz, sweeps) is tested in
+this process on a clock the test moves, in test_daemon_clock.py.
+"""
 
 import json
 import os
@@ -7,8 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -220,66 +222,6 @@ def test_sd_notify_ready_watchdog_and_stopping(dovecot, imap_user, config_file, 
     assert "READY=1" in fields and "STOPPING=1" in fields
     assert fields.count("WATCHDOG=1") >= 2
     assert any(field.startswith("STATUS=") for field in fields)
-
-
-@SQLITE_ONLY
-def test_wrong_password_alerts_once_and_recovery_is_announced(
-        dovecot, imap_user, config_file, smtp_sink, daemon, tmp_path):
-    # A mailbox unreadable for alert_after: one alert email; fixed and reloaded: one recovery email.
-    path = config_file(smtp=smtp_sink, extra='[[escalation]]\nafter = "1h"\nto = ["ops@acme.example"]\n')
-    path.write_text(path.read_text().replace('staff = ["@acme.example"]', 'staff = ["@acme.example"]\nalert_after = "2s"'))
-    (tmp_path / "imap-password").write_text("Hunter2-not-it\n")
-    running = daemon(path)
-    running.wait_for_event("imap_login_refused")
-    assert wait_until(lambda: len(smtp_sink.to("ops@acme.example")) == 1, timeout_s=20)
-    time.sleep(6)  # a housekeeping round or two: still exactly one alert
-    (alert,) = smtp_sink.to("ops@acme.example")
-    assert "ALERT" in alert.message["Subject"] and "mailbox support" in alert.message["Subject"]
-    (tmp_path / "imap-password").write_text("secret\n")
-    running.signal(signal.SIGHUP)
-    assert wait_until(lambda: len(smtp_sink.to("ops@acme.example")) == 2, timeout_s=20)
-    assert "RECOVERED" in smtp_sink.to("ops@acme.example")[1].message["Subject"]
-    assert "Hunter2-not-it" not in running.log_path.read_text() + alert.content.decode()
-    assert running.stop()[0] == 0
-
-
-@SQLITE_ONLY
-def test_metrics_and_healthz_report_a_known_workload(imap_user, config_file, smtp_sink, daemon):
-    # After 3 customers and a bounce: the counters and gauges say exactly that.
-    own = Dovecot.create()
-    own.start()
-    port = free_port()
-    try:
-        path = config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST, mailbox_extra='poll_interval = "1s"',
-                           extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\n', imap_port=own.port)
-        bounce = customer_mail(9).replace(b"From: Customer 9 <customer9@example.com>",
-                                          b"From: MAILER-DAEMON@mx.example.org\nReturn-Path: <>")
-        own.append_many(imap_user, [customer_mail(n) for n in range(3)] + [bounce])
-        running = daemon(path)
-        assert wait_until(lambda: 'mailwatch_emails_sent_total{kind="ack"} 3.0' in _get(port, "/metrics")[1])
-        metrics = _get(port, "/metrics")[1]
-        assert 'mailwatch_messages_logged_total{category="customer",mailbox="support"} 3.0' in metrics
-        assert 'mailwatch_messages_logged_total{category="bounce",mailbox="support"} 1.0' in metrics
-        assert 'mailwatch_acks_suppressed_total{reason="not-customer"} 1.0' in metrics
-        assert "mailwatch_open_threads 3.0" in metrics and "mailwatch_outbox_depth 0.0" in metrics
-        assert 'mailwatch_last_sync_timestamp_seconds{mailbox="support"}' in metrics
-        assert _get(port, "/healthz")[0] == 200
-        own.stop()
-        assert wait_until(lambda: _get(port, "/healthz")[0] == 503, timeout_s=15)
-        assert "mailbox support" in _get(port, "/healthz")[1]
-        assert running.stop()[0] == 0
-    finally:
-        own.destroy()
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except urllib.error.URLError:
-        return 0, ""  # not listening yet
 
 
 @SQLITE_ONLY

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mailwatch.config import load_settings
-from mailwatch.daemon import SHUTDOWN_TIMEOUT_S
+from mailwatch.daemon.server import SHUTDOWN_TIMEOUT_S
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "mailwatch.service"

@@ -50,8 +50,16 @@ class Clock:
 
 
 
-def staff_reply(to_message_id: str, sender: str = "Alice Nguyen <alice@acme.example>", n: int = 1) -> bytes:
+TRUSTED_MX = 'authserv_ids = ["mx.acme.example"]'  # the test mailbox's receiving server
+
+
+def staff_reply(to_message_id: str, sender: str = "Alice Nguyen <alice@acme.example>", n: int = 1,
+                dmarc: str | None = "pass") -> bytes:
+    """A staff reply as Acme's MX delivers it: with its own Authentication-Results on top."""
     message = EmailMessage()
+    if dmarc is not None:
+        domain = sender.rstrip(">").rpartition("@")[2]
+        message["Authentication-Results"] = f"mx.acme.example; dmarc={dmarc} (p=reject dis=none) header.from={domain}"
     message["From"] = sender
     message["To"] = "customer@example.com"
     message["Subject"] = "Re: your question"
@@ -67,8 +75,9 @@ def sla_service(config_file, smtp_sink, db_for):
     """A Service with the test SLA, an injected clock, and the sink as SMTP server."""
     clock = Clock(T0)
 
-    def make(mailbox_extra: str = "") -> tuple[Service, Clock]:
-        settings = load_settings(config_file(extra=SLA, smtp=smtp_sink, mailbox_extra=mailbox_extra))
+    def make(mailbox_extra: str = "", service_extra: str = TRUSTED_MX) -> tuple[Service, Clock]:
+        settings = load_settings(config_file(extra=SLA, smtp=smtp_sink, mailbox_extra=mailbox_extra,
+                                             service_extra=service_extra))
         service = Service(settings, db_for(settings), clock=clock)
         service.prepare()
         return service, clock
@@ -132,6 +141,7 @@ def test_staff_address_reply_stops_the_clock(dovecot, imap_user, sla_service, sm
     cycle_at(service, clock, timedelta(hours=30))
     thread = thread_of(service)
     assert (thread.status, thread.answered_via, thread.answered_at) == ("answered", "staff-address", T0 + timedelta(hours=2))
+    assert thread.answered_auth == "dmarc"
     assert smtp_sink.received == []
 
 
@@ -201,6 +211,8 @@ def test_customer_reply_after_answer_reopens_and_escalates_again(dovecot, imap_u
     cycle_at(service, clock, timedelta(hours=1, minutes=5))
     follow_up = customer_mail(1).replace(b"<q1.customer@example.com>", b"<q1b.customer@example.com>")
     follow_up = follow_up.replace(b"Subject: Question number 1", b"Subject: Re: Question number 1 [#1001]")
+    # The tag joins the customer's thread because Acme's MX authenticated the customer's From.
+    follow_up = b"Authentication-Results: mx.acme.example; dkim=pass header.d=example.com\r\n" + follow_up
     dovecot.append(imap_user, follow_up, msg_time=T0 + timedelta(hours=2))
     cycle_at(service, clock, timedelta(hours=2, minutes=5))
     thread = thread_of(service)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
 from mailwatch.db.models import FolderState, Message, Thread
-from mailwatch.imap import FetchedMessage
+from mailwatch.imap import FetchedMessage, ImapConnection, ImapEndpoint
 from mailwatch.pipeline.sync import folder_state
 from mailwatch.service import Service
 from tests.mailfactory import customer_mail
@@ -73,8 +73,10 @@ def test_corpus_is_logged_classified_and_threaded_as_the_manifest_says(corpus, d
     assert count(db, Thread) == len(opened)
 
 
-def test_corpus_thread_records_customer_staff_answer_and_count(corpus, dovecot, imap_user, settings, db):
-    # 23 opens a ticket, 24 (customer) joins it, 26 (staff) answers it.
+def test_corpus_thread_records_customer_staff_answer_and_count(corpus, dovecot, imap_user, config_file, db_for):
+    # 23 opens a ticket, 24 (customer) joins it, 26 (staff, dmarc=pass by Acme's MX) answers it.
+    settings = load_settings(config_file(service_extra='authserv_ids = ["mx.acme.example"]'))
+    db = db_for(settings)
     for name in ("23-thread-first.eml", "24-thread-customer-reply.eml", "26-staff-reply.eml"):
         dovecot.append(imap_user, (corpus / name).read_bytes())
     poll(settings, db)
@@ -83,7 +85,7 @@ def test_corpus_thread_records_customer_staff_answer_and_count(corpus, dovecot, 
         assert thread.customer_address == "fatima.haddad@example.net"
         assert thread.message_count == 3
         assert thread.status == "answered" and thread.answered_via == "staff-address"
-        assert thread.answered_by == "alice@acme.example"
+        assert thread.answered_by == "alice@acme.example" and thread.answered_auth == "dmarc"
         assert thread.deadline_at is None
         assert thread.id >= 1001
 
@@ -113,14 +115,30 @@ def test_polling_twice_logs_nothing_twice(dovecot, imap_user, settings, db):
     assert count(db, Thread) == 31
 
 
-def test_reading_never_marks_mail_as_seen(dovecot, imap_user, settings, db):
-    # BODY.PEEK: staff still see the customer's mail as unread.
+def test_polling_never_marks_mail_as_seen(dovecot, imap_user, settings, db):
+    # A poll opens folders read-only: staff still see the customer's mail as unread.
     dovecot.append(imap_user, customer_mail(1))
     poll(settings, db)
     with dovecot.client(imap_user) as client:
         client.select_folder("INBOX")
         flags = client.get_flags(client.search("ALL"))
     assert all(b"\\Seen" not in f for f in flags.values())
+
+
+def test_fetching_leaves_mail_unseen_even_in_a_read_write_folder(dovecot, imap_user):
+    # mailwatch's FETCH peeks: the read-only SELECT is a second guard, not the only one.
+    dovecot.append_many(imap_user, [customer_mail(1), customer_mail(2)])
+    connection = ImapConnection(ImapEndpoint("127.0.0.1", dovecot.port, "none", imap_user, timeout_s=10),
+                                dovecot.password)
+    connection.open()
+    try:
+        connection.client.select_folder("INBOX", readonly=False)  # where a plain BODY[] sets \\Seen
+        fetched = connection.fetch(connection.client.search("ALL"))
+        assert len(fetched) == 2 and all(m.header for m in fetched)
+        flags = connection.flags([m.uid for m in fetched])
+    finally:
+        connection.close()
+    assert flags and all("\\Seen" not in f for f in flags.values())
 
 
 def test_uidvalidity_change_resyncs_without_duplicates(dovecot, imap_user, config_file, db_for):

@@ -381,6 +381,24 @@ def test_unsupported_database_is_refused_without_echoing_the_url(write: Any) -> 
     assert PASSWORD not in problem
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://mw:Db/Pa55@db/mw", "postgresql+psycopg://db/mw?password=Db/Pa55&sslmode=require",
+    "postgresql+psycopg://mw:Db%2FPa55@db/mw?password=Db/Pa55",
+])
+def test_database_password_is_masked_by_sqlalchemys_renderer(write: Any, url: str) -> None:
+    # Slashes in the password and ?password= are hidden too: the URL is parsed as SQLAlchemy parses it.
+    settings = load_settings(write(f'[service]\ndatabase = "{url}"\n' + MINIMAL), ENVIRON)
+    shown = repr(settings) + str(settings.model_dump()) + settings.model_dump_json()
+    assert "Pa55" not in shown and "db/mw" in shown
+
+
+def test_unescaped_at_in_database_password_is_a_config_error(write: Any) -> None:
+    # "mw:p@ss@db" would connect to host "ss@db": refused at load, saying how to write it, not echoing it.
+    (problem,) = problems_in(write('[service]\ndatabase = "postgresql+psycopg://mw:Se@cret@db/mw"\n' + MINIMAL))
+    assert problem.startswith("mailwatch.toml: service.database: an @ in the password")
+    assert "%40" in problem and "Se@cret" not in problem and "cret" not in problem
+
+
 def test_database_password_is_masked_in_repr_and_dump(write: Any) -> None:
     # The database URL is used as given, but never shown with its password.
     settings = load_settings(write(f'[service]\ndatabase = "postgresql+psycopg://mw:{PASSWORD}@db/mw"\n' + MINIMAL), ENVIRON)
@@ -761,3 +779,29 @@ def test_parse_duration_fails_only_with_value_error(text: str) -> None:
         assert parse_duration(text) >= timedelta(0)
     except ValueError:
         pass
+
+
+@pytest.mark.parametrize(("listen", "warned"), [("127.0.0.1:9308", False), ("[::1]:9308", False),
+                                                ("localhost:9308", False), ("0.0.0.0:9308", True),
+                                                ("192.0.2.7:9308", True), ("metrics.example:9308", True)])
+def test_check_warns_when_metrics_listen_beyond_loopback(write: Any, listen: str, warned: bool) -> None:
+    # /metrics and /healthz reveal mailbox names and errors: listening beyond loopback is said out loud.
+    settings = load_settings(write(MINIMAL + f'\n[metrics]\nlisten = "{listen}"\n'), ENVIRON)
+    assert any("metrics.listen" in w for w in settings.warnings) == warned
+
+
+def test_report_every_names_a_weekday_and_a_time(write: Any) -> None:
+    # "monday 08:00" reads as a schedule; "mondays at 8" is a mistake, not a silent default.
+    settings = load_settings(write(with_section('[report]\nto = ["lead@acme.example"]\nevery = "Friday 17:30"\n')), ENVIRON)
+    assert (settings.report.weekday, settings.report.at_hour_minute) == (4, (17, 30))
+    assert problems_in(write(with_section('[report]\nevery = "mondays at 8"\n'))) == [
+        "mailwatch.toml: report.every: not a weekday and a time such as \"monday 08:00\": 'mondays at 8'"
+    ]
+
+
+def test_smtp_missing_with_a_weekly_report_is_refused(write: Any) -> None:
+    # The weekly report is an email too.
+    text = MINIMAL.split("[smtp]")[0] + '[acknowledgment]\nenabled = false\n[report]\nto = ["lead@acme.example"]\n'
+    assert problems_in(write(text)) == [
+        "mailwatch.toml: smtp: required when [report] to names recipients of the weekly report"
+    ]

@@ -70,12 +70,24 @@ def test_level_filters_events(stream: io.StringIO) -> None:
     assert [line["event"] for line in lines(stream)] == ["loud"]
 
 
-def test_context_variables_are_merged(stream: io.StringIO) -> None:
-    # message_id is bound once per message and appears on every event.
+def test_secrets_bound_as_context_are_redacted_too(stream: io.StringIO) -> None:
+    # Redaction runs after the bound context is merged: a bound password is masked like a passed one.
     configure_logging("json", "info", stream)
-    with structlog.contextvars.bound_contextvars(message_id="<a@b.example>"):
-        structlog.get_logger().info("stored")
-    assert lines(stream)[0]["message_id"] == "<a@b.example>"
+    with structlog.contextvars.bound_contextvars(mailbox="support", smtp_password=PASSWORD):
+        structlog.get_logger().info("smtp_login")
+    (line,) = lines(stream)
+    assert PASSWORD not in stream.getvalue()
+    assert (line["mailbox"], line["smtp_password"]) == ("support", "**********")
+
+
+def test_library_records_carry_the_bound_message_context(stream: io.StringIO) -> None:
+    # A library's warning while one message is handled names that message, secrets masked.
+    configure_logging("json", "info", stream)
+    with structlog.contextvars.bound_contextvars(message_id="<a@b.example>", imap_token=PASSWORD):
+        logging.getLogger("aiosmtplib").warning("connection reset")
+    (line,) = lines(stream)
+    assert (line["event"], line["logger"], line["message_id"]) == ("connection reset", "aiosmtplib", "<a@b.example>")
+    assert line["imap_token"] == "**********" and PASSWORD not in stream.getvalue()
 
 
 def test_exceptions_are_formatted(stream: io.StringIO) -> None:

@@ -19,6 +19,7 @@ from mailwatch.mail.parse import (
     Address,
     ParsedMessage,
     html_to_text,
+    neutralise,
     parse_message,
     split_raw,
 )
@@ -429,3 +430,20 @@ def test_wrong_argument_types_do_not_raise() -> None:
     # Even a caller's type slip returns a ParsedMessage rather than raising.
     parsed = parse_message("Subject: str, not bytes\n", None)  # type: ignore[arg-type]
     assert parsed.subject == "str, not bytes"
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200b", "\u200d", "\u2060", "\u200f", "\u061c"])
+def test_bidi_overrides_and_zero_width_characters_are_stripped(char: str) -> None:
+    # Invisible characters that reorder or hide text never reach a subject, an address name or a snippet.
+    raw = f"From: Pat{char} <pat@example.com>\nSubject: Refund{char} for order 12{char}34\nMessage-ID: <b@x>\n\n"
+    parsed = parse_message(raw.encode(), f"Please pay to IBAN{char} XX{char}00\n".encode())
+    assert parsed.subject == "Refund for order 1234"
+    assert parsed.from_[0].name == "Pat" and parsed.snippet == "Please pay to IBAN XX00"
+    assert neutralise(f"a{char}b") == "ab"
+
+
+def test_one_line_strips_invisible_characters_from_headers_we_write() -> None:
+    # The header-safe form used for subjects we send drops them too.
+    from mailwatch.templates import one_line
+
+    assert one_line("Re: \u202eevil\u202c [#1001]") == "Re: evil [#1001]"

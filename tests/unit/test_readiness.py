@@ -1,6 +1,6 @@
 """READY waits for every mailbox's first sync, and for a mailbox that is down only so long."""
 
-from mailwatch.readiness import Readiness
+from mailwatch.daemon.readiness import Readiness
 
 
 def test_ready_only_once_every_mailbox_has_synced():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +20,10 @@ from mailwatch.mail.rules import (
     classify,
     decide_ack,
     is_staff,
+    normalised_address,
     reply_address,
+    reply_to_own_address,
+    staff_answer,
 )
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
@@ -33,6 +37,13 @@ CORPUS_IDENTITY = Identity(
     staff=("@acme.example",),
     own_message_id_domains=frozenset({"acme.example"}),
 )
+TRUSTING = Identity(  # believes the Authentication-Results of Acme's own MX, as the corpus has them
+    own_addresses=frozenset({"support@acme.example", "billing@acme.example"}),
+    staff=("@acme.example", "alice@partner.example"),
+    authserv_ids=("mx.acme.example",),
+)
+# Issue 10: a Reply-To in another domain gets the ack only for an authenticated From.
+ACK_TO_CHANGED = {"09-reply-to-differs.eml": "marta.k@kowalski-family.example"}
 
 
 def _manifest() -> list[dict]:
@@ -70,7 +81,7 @@ def test_corpus_message_lands_in_its_category(entry: dict) -> None:
     assert verdict.category == expected_category(entry), verdict.reason
     if entry["should_ack"]:
         recipient = reply_address(parsed)
-        assert recipient is not None and recipient.address == entry["ack_to"]
+        assert recipient is not None and recipient.address == ACK_TO_CHANGED.get(entry["file"], entry["ack_to"])
 
 
 def test_plain_message_is_a_customer() -> None:
@@ -285,13 +296,26 @@ def test_loop_header_is_mailwatchs_own() -> None:
         ("", "Acme <support@acme.example>"),
         ("", "SUPPORT@ACME.EXAMPLE"),
         ("", "billing@acme.example"),
-        ("Sender: support@acme.example", "Pat <pat@example.com>"),
-        ("Reply-To: support@acme.example", "Pat <pat@example.com>"),
     ],
 )
 def test_own_addresses(headers: str, sender: str) -> None:
-    # Mail from, sent by, or replying to a watched mailbox is never acked: that would mail ourselves.
+    # Mail From a watched mailbox is never acked: that would mail ourselves.
     assert category(headers, sender=sender) is Category.OWN_ADDRESS
+
+
+@pytest.mark.parametrize("headers", ["Sender: support@acme.example", "Reply-To: support@acme.example",
+                                     "Sender: alice@acme.example", "Reply-To: alice@acme.example"])
+def test_sender_and_reply_to_never_make_staff_or_own(headers: str) -> None:
+    # Anyone can write Sender and Reply-To: an outsider's From stays a customer's (forgeries 3 and 4).
+    assert category(headers) is Category.CUSTOMER
+
+
+def test_reply_to_own_address_only_stops_the_ack() -> None:
+    # A Reply-To of a watched mailbox suppresses the ack under its own reason; it answers nothing.
+    parsed = message("Reply-To: support@acme.example")
+    assert reply_to_own_address(parsed, IDENTITY)
+    assert decide(reply_to_own=True) is AckOutcome.REPLY_TO_OWN
+    assert staff_answer(parsed, classify(parsed, TRUSTING), TRUSTING) is None
 
 
 def test_own_address_wins_over_staff_domain() -> None:
@@ -387,10 +411,25 @@ def test_several_from_with_sender_replies_to_sender() -> None:
     assert reply_address(parsed) == Address("Lee", "lee@example.com")
 
 
-def test_reply_to_wins_over_from() -> None:
-    # The ack goes to the first Reply-To address when there is one (corpus 09).
-    parsed = message("Reply-To: Work <work@example.org>, other@example.org")
-    assert reply_address(parsed) == Address("Work", "work@example.org")
+def test_reply_to_wins_over_from_in_the_same_domain() -> None:
+    # The ack goes to the first Reply-To address when it is in the From's domain.
+    parsed = message("Reply-To: Work <work@example.com>, other@example.org")
+    assert reply_address(parsed) == Address("Work", "work@example.com")
+
+
+def test_reply_to_in_another_domain_needs_an_authenticated_from() -> None:
+    # Otherwise anyone could aim acks at a victim: the ack goes to the From (corpus 09 unauthenticated).
+    parsed = message("Reply-To: Victim <victim+7@example.org>")
+    assert reply_address(parsed) == Address("Pat", "pat@example.com")
+    assert reply_address(parsed, from_authenticated=True) == Address("Victim", "victim+7@example.org")
+
+
+@pytest.mark.parametrize(("given", "key"), [("Victim+7@Example.NET", "victim@example.net"),
+                                            ("victim@example.net", "victim@example.net"),
+                                            ("a+b+c@x.example", "a@x.example"), ("postmaster", "postmaster")])
+def test_rate_limits_key_on_the_normalised_address(given: str, key: str) -> None:
+    # Case and "+detail" make no new mailbox: victim+1 … victim+250 are one victim.
+    assert normalised_address(given) == key
 
 
 def test_single_from_is_the_reply_address() -> None:
@@ -458,9 +497,23 @@ def test_per_sender_interval_boundary() -> None:
 
 
 def test_global_cap_boundary() -> None:
-    # The hourly cap allows max_per_hour acks, then stops.
+    # The hourly cap allows max_per_hour acks; the next one waits (deferred), it is not dropped.
     assert decide(facts=AckFacts(False, None, 199)) is AckOutcome.SEND
-    assert decide(facts=AckFacts(False, None, 200)) is AckOutcome.GLOBAL_CAP
+    assert decide(facts=AckFacts(False, None, 200)) is AckOutcome.DEFERRED
+
+
+def test_domain_share_boundary_applies_only_when_held_to_it() -> None:
+    # An unauthenticated source domain gets max_per_domain acks an hour; an authenticated one is not held.
+    at_share = AckFacts(False, None, 60, acks_to_domain_in_last_hour=50)
+    assert decide(facts=AckFacts(False, None, 60, acks_to_domain_in_last_hour=49), max_per_domain=50) is AckOutcome.SEND
+    assert decide(facts=at_share, max_per_domain=50) is AckOutcome.DEFERRED
+    assert decide(facts=at_share, max_per_domain=None) is AckOutcome.SEND
+
+
+def test_rate_limit_wins_over_deferral() -> None:
+    # A sender acked within the interval is limited for good, not deferred until the cap frees up.
+    facts = AckFacts(False, NOW - timedelta(hours=1), 500)
+    assert decide(facts=facts) is AckOutcome.SENDER_RATE_LIMITED
 
 
 def test_limit_reasons_write_durations_as_the_config_does() -> None:
@@ -485,3 +538,20 @@ def test_outcome_values_are_stable() -> None:
     # Outcome and category values are logged and stored, so they must not drift.
     assert AckOutcome.NOT_NEW_THREAD.value == "thread-already-acknowledged"
     assert Category.OWN_MESSAGE.value == "mailwatch"
+
+
+def test_flood_of_10000_from_one_domain_leaves_another_domains_customer_acked() -> None:
+    # Through decide_ack as the service feeds it: the flood domain gets its share (50), 50 more wait for
+    # the next hour, the rest can only expire; a customer of another domain is acked at once.
+    sent: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    outcomes: Counter[AckOutcome] = Counter()
+    for n in range(10_000):
+        facts = AckFacts(False, None, sum(sent.values()), sent["flood.example"], held["flood.example"])
+        outcome = decide(recipient=Address("", f"buyer{n}@flood.example"), facts=facts, max_per_domain=50)
+        outcomes[outcome] += 1
+        sent["flood.example"] += outcome is AckOutcome.SEND
+        held["flood.example"] += outcome is AckOutcome.DEFERRED
+    assert outcomes == {AckOutcome.SEND: 50, AckOutcome.DEFERRED: 50, AckOutcome.MAX_AGE: 9_900}
+    renee = AckFacts(False, None, sum(sent.values()), sent["customer.example"], held["customer.example"])
+    assert decide(recipient=Address("", "renee@customer.example"), facts=renee, max_per_domain=50) is AckOutcome.SEND

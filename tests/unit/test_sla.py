@@ -169,3 +169,15 @@ def test_escalation_steps_count_elapsed_time_not_wall_clock_across_dst():
     received = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)
     assert list(due_steps(received, received + timedelta(hours=20), STEPS, 0)) == [1]
     assert list(due_steps(received, received + timedelta(hours=19, minutes=59), STEPS, 0)) == []
+
+
+def test_reopening_keeps_the_first_response():
+    # Close and reopen start a new clock; the first answer's time stays what the report measures.
+    policy = ClockPolicy(DAY)
+    thread = open_thread_at(T0, policy)
+    mark_answered(thread, T0 + timedelta(hours=2), via="staff", by="ann@acme.example", policy=policy)
+    close_thread(thread)
+    reopen_thread(thread, T0 + timedelta(days=3), policy)
+    mark_answered(thread, T0 + timedelta(days=4), via="sent-folder", by="bob@acme.example", policy=policy)
+    assert (thread.first_answered_at, thread.first_answered_by) == (T0 + timedelta(hours=2), "ann@acme.example")
+    assert thread.answered_at == T0 + timedelta(days=4)

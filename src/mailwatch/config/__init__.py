@@ -10,12 +10,16 @@ listing every problem as `file: dotted.key: reason`. Nothing here connects to a 
 - `load`: reading the file and wording its problems.
 """
 
+from mailwatch.config.calendar import CalendarSettings, PublicHolidays
 from mailwatch.config.load import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, default_config_path, load_settings
 from mailwatch.config.models import (
     AcknowledgmentSettings,
     EscalationStep,
+    MailboxServiceSettings,
+    MailboxSlaSettings,
     FaqEntry,
     FaqSettings,
+    ReportSettings,
     ImapSettings,
     LoggingSettings,
     MailboxSettings,
@@ -28,7 +32,8 @@ from mailwatch.config.models import (
 from mailwatch.config.secrets import MASK, PASSWORD_KEYS, Secret
 
 __all__ = [
-    "AcknowledgmentSettings", "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "EscalationStep", "FaqEntry", "FaqSettings",
+    "AcknowledgmentSettings", "CalendarSettings", "MailboxServiceSettings", "MailboxSlaSettings", "PublicHolidays",
+    "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "EscalationStep", "FaqEntry", "FaqSettings", "ReportSettings",
     "ImapSettings", "LoggingSettings", "MASK", "MailboxSettings", "MetricsSettings", "PASSWORD_KEYS", "Secret",
     "ServiceSettings", "Settings", "SlaSettings", "SmtpSettings", "default_config_path", "load_settings",
 ]

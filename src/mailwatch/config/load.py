@@ -4,6 +4,7 @@ Every problem is worded for the person editing the file, as `file: dotted.key: r
 no message ever quotes a value that might be a password.
 """
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -67,7 +68,8 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     # Raised outside any except block, so no pydantic error (which quotes input) is chained.
     if problems or settings is None:
         raise ConfigError(problems)
-    return settings.model_copy(update={"warnings": _plain_password_warnings(settings)})
+    warnings = (*_plain_password_warnings(settings), *_trust_warnings(settings))
+    return settings.model_copy(update={"warnings": warnings})
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -164,3 +166,27 @@ def _plain_password_warnings(settings: Settings) -> tuple[str, ...]:
         if section is not None and section.password_source == "password"
     )
 
+
+
+def _trust_warnings(settings: Settings) -> tuple[str, ...]:
+    """Settings that let anyone who can send mail do more than write to support."""
+    found: list[str] = []
+    if settings.service.trust_unauthenticated_staff:
+        found.append(f"{settings.source}: service.trust_unauthenticated_staff: anyone can write a staff From; "
+                     "a forged one stops a ticket's clock and its escalation never goes out")
+    elif settings.service.staff and not settings.service.authserv_ids:
+        found.append(f"{settings.source}: service.authserv_ids is empty: staff replies in the watched folder "
+                     "cannot be authenticated and answer nothing (the Sent folder and \\Answered still do)")
+    if settings.metrics is not None and not _loopback(settings.metrics.host):
+        found.append(f"{settings.source}: metrics.listen: {settings.metrics.listen} is reachable from other hosts; "
+                     "/metrics shows mailbox names and volumes, /healthz the errors (prefer 127.0.0.1)")
+    return tuple(found)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

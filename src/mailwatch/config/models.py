@@ -19,7 +19,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from mailwatch.config.calendar import CalendarSettings
 from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password
 from mailwatch.config.types import (
     ADDRESS,
@@ -45,6 +48,27 @@ from mailwatch.durations import format_duration
 _TICKET_PREFIX_FORBIDDEN = re.compile(r"[\s\[\](){}<>]")
 
 
+def existing_directory(value: Path | None, info: ValidationInfo) -> Path | None:
+    """A configured folder, relative to the config file, that must exist."""
+    if value is None:
+        return None
+    path = resolve_path(value, info)
+    if not path.is_dir():
+        raise problem(f"not a directory: {path}")
+    return path
+
+
+def check_database_url(value: str) -> None:
+    """Parse the URL as SQLAlchemy will, so a mistake is a config error, not a traceback later."""
+    try:
+        parsed = make_url(value)
+    except (ArgumentError, ValueError):
+        raise problem("not a database URL SQLAlchemy can read (special characters in the password "
+                      "must be percent-encoded, e.g. @ as %40)") from None
+    if "@" in (parsed.host or "") or ("@" in (parsed.database or "") and parsed.get_backend_name() != "sqlite"):
+        raise problem("an @ in the password or user name must be written %40 (the URL has more than one @)")
+
+
 class ServiceSettings(Model):
     """[service]: who we are and where things live."""
 
@@ -54,6 +78,9 @@ class ServiceSettings(Model):
     database: StrictStr = "sqlite:////var/lib/mailwatch/mailwatch.db"
     templates: Path | None = None
     staff: tuple[StaffEntry, ...] = ()
+    # Receiving servers whose Authentication-Results are believed ("microsoft365": Exchange Online).
+    authserv_ids: tuple[Text, ...] = ()
+    trust_unauthenticated_staff: StrictBool = False  # a staff From alone stops the clock: forgeable
     ticket_prefix: StrictStr = "#"
     alert_after: Duration = timedelta(minutes=15)
     alerts_to: tuple[EmailAddress, ...] | None = None
@@ -79,17 +106,13 @@ class ServiceSettings(Model):
         # Never echo the URL: it may carry a database password.
         if not value.startswith(("sqlite:", "postgresql")):
             raise problem("must start with sqlite: or postgresql (e.g. postgresql+psycopg://host/db)")
+        check_database_url(value)
         return value
 
     @field_validator("templates")
     @classmethod
     def _templates_directory(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        path = resolve_path(value, info)
-        if not path.is_dir():
-            raise problem(f"not a directory: {path}")
-        return path
+        return existing_directory(value, info)
 
     @field_validator("ticket_prefix")
     @classmethod
@@ -237,6 +260,14 @@ class MailboxSettings(Model):
     poll_interval: Duration = timedelta(seconds=60)
     idle: StrictBool = True
     imap: ImapSettings
+    sla: MailboxSlaSettings | None = None
+    escalations: tuple[EscalationStep, ...] | None = Field(default=None, alias="escalation")
+    service: MailboxServiceSettings | None = None
+
+    @field_validator("escalations")
+    @classmethod
+    def _increasing_steps(cls, steps: tuple[EscalationStep, ...] | None) -> tuple[EscalationStep, ...] | None:
+        return None if steps is None else check_increasing(steps)
 
     @model_validator(mode="before")
     @classmethod
@@ -257,15 +288,31 @@ class AcknowledgmentSettings(Model):
     max_age: Duration = timedelta(hours=1)
     per_sender_interval: Duration = timedelta(hours=24)
     max_per_hour: Annotated[StrictInt, Field(gt=0)] = 200
+    # The most of max_per_hour that one source domain of unauthenticated mail may use.
+    max_share_per_domain: Annotated[float, Field(gt=0, le=1)] = 0.25
     envelope_from: EmailAddress | None = None
+
+    @property
+    def max_per_domain(self) -> int:
+        """The hourly share of one unauthenticated source domain, at least one ack."""
+        return max(1, int(self.max_per_hour * self.max_share_per_domain))
 
 
 class SlaSettings(Model):
-    """[sla]: the response deadlines."""
+    """[sla]: the response deadlines, in business time when `calendar` names a [[calendar]]."""
 
+    calendar: MailboxName | None = None
     first_response: Duration = timedelta(hours=24)
     next_response: Duration | None = None
     sweep_interval: Duration = timedelta(seconds=30)
+
+
+class MailboxSlaSettings(Model):
+    """[mailbox.sla]: this mailbox's own deadlines; unset keys follow [sla]."""
+
+    calendar: MailboxName | None = None
+    first_response: Duration | None = None
+    next_response: Duration | None = None
 
 
 class EscalationStep(Model):
@@ -273,6 +320,35 @@ class EscalationStep(Model):
 
     after: Duration
     to: Annotated[tuple[EmailAddress, ...], Field(min_length=1)]
+    deliver: Literal["any-time", "business-hours"] = "any-time"
+    # The hours "business-hours" means; unset: the thread's own [sla] calendar.
+    calendar: MailboxName | None = None
+
+
+def check_increasing(steps: tuple[EscalationStep, ...]) -> tuple[EscalationStep, ...]:
+    """Steps run in order, so each must come later than the one before."""
+    for index in range(1, len(steps)):
+        if steps[index].after <= steps[index - 1].after:
+            raise problem(
+                f"must be later than escalation[{index - 1}].after "
+                f"({format_duration(steps[index - 1].after)}): steps run in order",
+                index,
+                "after",
+            )
+    return steps
+
+
+class MailboxServiceSettings(Model):
+    """[mailbox.service]: how this mailbox's emails present the team; unset keys follow [service]."""
+
+    name: Text | None = None
+    phone: StrictStr | None = None
+    templates: Path | None = None
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_directory(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return existing_directory(value, info)
 
 
 class FaqEntry(Model):
@@ -289,6 +365,36 @@ class FaqSettings(Model):
     url: Url | None = None
     entries: tuple[FaqEntry, ...] = ()
     max_entries: Annotated[StrictInt, Field(ge=0)] = 3
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_EVERY = re.compile(r"(?P<day>[a-z]+)\s+(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)")
+
+
+class ReportSettings(Model):
+    """[report]: the weekly report email to team leads."""
+
+    to: tuple[EmailAddress, ...] = ()
+    every: StrictStr = "monday 08:00"  # weekday and time in service.timezone; the report covers the week before
+
+    @field_validator("every")
+    @classmethod
+    def _weekday_and_time(cls, value: str) -> str:
+        match = _EVERY.fullmatch(value.strip().lower())
+        if not match or match["day"] not in _WEEKDAYS:
+            raise problem(f"not a weekday and a time such as \"monday 08:00\": {value!r}")
+        return value
+
+    @property
+    def weekday(self) -> int:
+        """0 for Monday."""
+        return _WEEKDAYS.index(_EVERY.fullmatch(self.every.strip().lower())["day"])
+
+    @property
+    def at_hour_minute(self) -> tuple[int, int]:
+        """The local time of day the report goes out."""
+        match = _EVERY.fullmatch(self.every.strip().lower())
+        return int(match["hour"]), int(match["minute"])
 
 
 class LoggingSettings(Model):
@@ -328,9 +434,11 @@ class Settings(Model):
     service: ServiceSettings = ServiceSettings()
     mailboxes: tuple[MailboxSettings, ...] = Field(alias="mailbox")
     acknowledgment: AcknowledgmentSettings = AcknowledgmentSettings()
+    calendars: tuple[CalendarSettings, ...] = Field(default=(), alias="calendar")
     sla: SlaSettings = SlaSettings()
     escalations: tuple[EscalationStep, ...] = Field(default=(), alias="escalation")
-    # Declared after acknowledgment and escalations: its check reads them.
+    report: ReportSettings = ReportSettings()
+    # Declared after acknowledgment, escalations and report: its check reads them.
     smtp: SmtpSettings | None = Field(default=None, validate_default=True)
     faq: FaqSettings = FaqSettings()
     logging: LoggingSettings = LoggingSettings()
@@ -363,23 +471,74 @@ class Settings(Model):
     @field_validator("escalations")
     @classmethod
     def _increasing_steps(cls, steps: tuple[EscalationStep, ...]) -> tuple[EscalationStep, ...]:
-        for index in range(1, len(steps)):
-            if steps[index].after <= steps[index - 1].after:
-                raise problem(
-                    f"must be later than escalation[{index - 1}].after "
-                    f"({format_duration(steps[index - 1].after)}): steps run in order",
-                    index,
-                    "after",
-                )
-        return steps
+        return check_increasing(steps)
+
+    @field_validator("calendars")
+    @classmethod
+    def _unique_calendars(cls, calendars: tuple[CalendarSettings, ...]) -> tuple[CalendarSettings, ...]:
+        names = [calendar.name for calendar in calendars]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise problem(f"duplicate calendar name {name!r} (also calendar[{names.index(name)}])", index, "name")
+        return calendars
+
+    @model_validator(mode="after")
+    def _calendars_known(self) -> Settings:
+        # Every calendar named anywhere exists, and "business-hours" always has hours to mean.
+        for loc, name in self._calendar_references():
+            if name is not None and name not in self.calendar_names:
+                known = ", ".join(sorted(self.calendar_names)) or "none defined"
+                raise problem(f"no [[calendar]] named {name!r} (calendars: {known})", *loc)
+        for index, mailbox in enumerate(self.mailboxes):
+            own = mailbox.escalations is not None
+            for step_index, step in enumerate(self.steps_of(mailbox.name)):
+                if step.deliver == "business-hours" and step.calendar is None and self.calendar_of(mailbox.name) is None:
+                    loc = ("mailbox", index, "escalation", step_index) if own else ("escalation", step_index)
+                    raise problem(f"'business-hours' needs a calendar: set calendar here or in [sla] "
+                                  f"(mailbox {mailbox.name!r} has none)", *loc, "deliver")
+        return self
+
+    def _calendar_references(self) -> list[tuple[tuple[str | int, ...], str | None]]:
+        refs: list[tuple[tuple[str | int, ...], str | None]] = [(("sla", "calendar"), self.sla.calendar)]
+        refs += [(("escalation", i, "calendar"), step.calendar) for i, step in enumerate(self.escalations)]
+        for index, mailbox in enumerate(self.mailboxes):
+            if mailbox.sla is not None:
+                refs.append((("mailbox", index, "sla", "calendar"), mailbox.sla.calendar))
+            refs += [(("mailbox", index, "escalation", i, "calendar"), step.calendar)
+                     for i, step in enumerate(mailbox.escalations or ())]
+        return refs
+
+    @property
+    def calendar_names(self) -> frozenset[str]:
+        """The names of the [[calendar]] sections."""
+        return frozenset(calendar.name for calendar in self.calendars)
+
+    def calendar(self, name: str | None) -> CalendarSettings | None:
+        """The [[calendar]] called `name`; None for None (elapsed time)."""
+        return next((calendar for calendar in self.calendars if calendar.name == name), None)
+
+    def calendar_of(self, mailbox: str) -> str | None:
+        """The calendar name of a mailbox's deadlines: its own [mailbox.sla], else [sla]."""
+        own = self.mailbox(mailbox).sla
+        return own.calendar if own is not None and own.calendar is not None else self.sla.calendar
+
+    def steps_of(self, mailbox: str) -> tuple[EscalationStep, ...]:
+        """A mailbox's escalation steps: its own [[mailbox.escalation]] replace the global ones."""
+        own = self.mailbox(mailbox).escalations
+        return own if own is not None else self.escalations
 
     @field_validator("smtp")
     @classmethod
     def _smtp_when_sending(cls, smtp: SmtpSettings | None, info: ValidationInfo) -> SmtpSettings | None:
         acknowledgment = info.data.get("acknowledgment")
-        sends = (acknowledgment is not None and acknowledgment.enabled) or info.data.get("escalations")
+        mailboxes = info.data.get("mailboxes") or ()
+        sends = ((acknowledgment is not None and acknowledgment.enabled) or info.data.get("escalations")
+                 or any(mailbox.escalations for mailbox in mailboxes))
         if smtp is None and sends:
             raise problem("required when acknowledgments or escalations are enabled")
+        report = info.data.get("report")
+        if smtp is None and report is not None and report.to:
+            raise problem("required when [report] to names recipients of the weekly report")
         return smtp
 
     def mailbox(self, name: str) -> MailboxSettings:
@@ -400,4 +559,9 @@ class Settings(Model):
         if self.service.alerts_to:
             return self.service.alerts_to
         return self.escalations[-1].to if self.escalations else ()
+
+    @property
+    def escalates(self) -> bool:
+        """Whether any mailbox has escalation steps."""
+        return any(self.steps_of(mailbox.name) for mailbox in self.mailboxes)
 

@@ -4,12 +4,13 @@ A password is given by exactly one of `password`, `password_file`, `password_env
 `password_credential` (systemd's LoadCredential=); after loading, `password` holds it.
 """
 
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationInfo
 from pydantic_core import core_schema
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mailwatch.config.types import context_of, problem, resolve_path, toml_type
 
@@ -113,5 +114,10 @@ def resolve_password(section: Any, info: ValidationInfo, *, required: bool) -> N
 
 
 def mask_url_password(url: str) -> str:
-    # A postgresql URL may carry a password; reprs and dumps show it masked.
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", rf"\g<1>{MASK}@", url)
+    """The URL as SQLAlchemy renders it, every password hidden: the userinfo and any ?password=."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "(an unparsable database URL)"  # whatever it holds could be the secret
+    hidden = {key: MASK for key in parsed.query if "password" in key.lower()}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)

@@ -1,5 +1,6 @@
 """Engine and sessions, SQLite pragmas, and the schema's version check and upgrade."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from mailwatch.resources import packaged_dir
 
 log = structlog.get_logger(__name__)
 
+SQLITE_MODE = 0o600  # a new database file: mailwatch's user only
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",  # readers never block the writer
     "PRAGMA synchronous=NORMAL",  # durable at each checkpoint; safe with WAL
@@ -51,6 +53,18 @@ def _alembic_config(engine_connection) -> AlembicConfig:
     return config
 
 
+def create_private_file(path: Path) -> None:
+    """Create an empty database file 0600 unless it exists: it holds every customer's mail metadata.
+
+    SQLite would create it with the umask's mode (often 0644, readable by every local user);
+    its -wal and -shm files copy the database file's mode.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, SQLITE_MODE))
+    except FileExistsError:
+        pass
+
+
 class Database:
     """The database mailwatch logs to: sessions plus schema management."""
 
@@ -70,6 +84,7 @@ class Database:
         database = self.engine.url.database
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(database))
 
     def schema_revision(self) -> str | None:
         """The revision the database is at, or None for an empty database."""

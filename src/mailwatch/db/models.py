@@ -76,12 +76,15 @@ class OutboxKind(StrEnum):
     ACK = "ack"
     ESCALATION = "escalation"
     ALERT = "alert"
+    REPORT = "report"  # the weekly report email to team leads
 
 
 class OutboxStatus(StrEnum):
     """Where an outbox mail stands."""
 
     PENDING = "pending"  # due at next_attempt_at
+    HELD = "held"  # an ack over the hourly cap or its domain's share: waits for budget
+    EXPIRED = "expired"  # a held ack that waited past acknowledgment.max_age: never sent
     SENT = "sent"  # the SMTP server accepted it
     FAILED = "failed"  # given up: a 5xx answer or give_up_after passed
 
@@ -123,6 +126,8 @@ class Thread(Base):
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
+        # Reports select threads by when they started.
+        Index("ix_threads_first_received_at", "first_received_at"),
         {"sqlite_autoincrement": True},
     )
 
@@ -140,6 +145,11 @@ class Thread(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answered_via: Mapped[str | None] = mapped_column(String(32))
     answered_by: Mapped[str | None] = mapped_column(String(320))
+    answered_auth: Mapped[str | None] = mapped_column(String(32))  # how the answer was authenticated
+    # The first answer of clock 1, kept when the thread is reopened: the report's first response.
+    first_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_answered_via: Mapped[str | None] = mapped_column(String(32))
+    first_answered_by: Mapped[str | None] = mapped_column(String(320))
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -203,7 +213,11 @@ class OutboxMail(Base):
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), index=True)
     message_id: Mapped[str] = mapped_column(String(255))
     recipient: Mapped[str] = mapped_column(String(320))
+    # The recipient normalised for rate limits (case, "+detail" dropped); acks only.
+    recipient_key: Mapped[str | None] = mapped_column(String(320))
     envelope_from: Mapped[str] = mapped_column(String(320), default="")
+    # An ack to unauthenticated mail: its source domain, held to acknowledgment.max_share_per_domain.
+    source_domain: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(Text, default="")
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the exact bytes to send
     status: Mapped[OutboxStatus] = mapped_column(EnumText(OutboxStatus, 16), default=OutboxStatus.PENDING)
@@ -211,12 +225,19 @@ class OutboxMail(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # queued to send (a held ack: held since)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Reports count a period's messages by time, kind and mailbox, and acks by outcome, from this index alone.
+Index("ix_messages_report", Message.received_at, Message.category, Message.mailbox, Message.folder,
+      Message.ack_outcome)
 Index("ix_outbox_kind_recipient_created", OutboxMail.kind, OutboxMail.recipient, OutboxMail.created_at)
 Index("ix_outbox_kind_created", OutboxMail.kind, OutboxMail.created_at)  # the hourly cap's count
+# The per-sender limit and a domain's hourly share: index ranges, not scans, even in a flood.
+Index("ix_outbox_kind_recipient_key_created", OutboxMail.kind, OutboxMail.recipient_key, OutboxMail.created_at)
+Index("ix_outbox_kind_source_domain_status", OutboxMail.kind, OutboxMail.source_domain, OutboxMail.status)
+Index("ix_outbox_kind_status_created", OutboxMail.kind, OutboxMail.status, OutboxMail.created_at)
 
 
 class Escalation(Base):

@@ -36,6 +36,9 @@ SNIPPET_SOURCE_CHARS = 6000  # enough text to find 500 characters of the custome
 # value, and CR/LF would let a decoded subject inject headers (corpus 35).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _CONTROL_BUT_LINE_BREAKS = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Bidi overrides, embeddings, isolates and marks, and zero-width characters (BOM included):
+# invisible, yet they reorder or hide what a person reads ("Trojan Source", CVE-2021-42574).
+INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _WHITESPACE = re.compile(r"\s+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")  # RFC 5322 unfolding removes only the line break
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -135,8 +138,8 @@ def parse_message(header: bytes, body_prefix: bytes = b"") -> ParsedMessage:
 
 
 def neutralise(text: str) -> str:
-    """One clean line: controls and line breaks become spaces, whitespace runs collapse."""
-    return " ".join(_CONTROL.sub(" ", text.replace("\ufeff", "")).split())
+    """One clean line: controls and line breaks become spaces, invisible characters go, whitespace collapses."""
+    return " ".join(_CONTROL.sub(" ", INVISIBLE.sub("", text)).split())
 
 
 def decode_header_value(raw: str, notes: list[str] | None = None) -> str:
@@ -464,7 +467,7 @@ def _body_attempts(codec: str | None) -> list[tuple[str, str]]:
 
 def _customer_words(text: str) -> str:
     # One pass over the text, not one per line: line breaks survive for the quote detection.
-    text = _CONTROL_BUT_LINE_BREAKS.sub(" ", text[:SNIPPET_SOURCE_CHARS].replace("\ufeff", ""))
+    text = _CONTROL_BUT_LINE_BREAKS.sub(" ", INVISIBLE.sub("", text[:SNIPPET_SOURCE_CHARS]))
     lines = _LINE_BREAK.split(text)
     words = " ".join(" ".join(_without_quotes(lines))[: 4 * MAX_SNIPPET_CHARS].split())
     return words[:MAX_SNIPPET_CHARS].rstrip()

@@ -3,13 +3,16 @@
 This module implements DESIGN.md "Never reply to a machine". `classify` sorts a message
 into exactly one Category (the first matching rule wins, in the order of `_CHECKS`);
 `reply_address` names the one mailbox an acknowledgment may go to; `decide_ack` combines
-that with what the database knows. Nothing here reads a clock or does I/O: `now` is
+that with what the database knows. Who a message is from is judged by its From alone
+(Sender and Reply-To are anyone's to write), and a staff From answers a thread only
+when a trusted receiving server authenticated it (`staff_answer`, `mail/authresults`). Nothing here reads a clock or does I/O: `now` is
 always passed in. Header names are matched case-insensitively through
 `ParsedMessage.headers`, and values are compared case-insensitively.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
 from mailwatch.durations import format_duration, to_the_second
+from mailwatch.mail.authresults import NOT_CHECKED, Authentication, AuthStatus, authenticate
 from mailwatch.mail.parse import Address, ParsedMessage
 
 _REASON_CHARS = 200  # reasons are logged and stored; one long header must not bloat them
@@ -66,6 +70,7 @@ class Category(StrEnum):
     BULK = "bulk"
     SPAM = "spam"
     STAFF = "staff"
+    SPOOFED = "spoofed"
     OWN_ADDRESS = "own-address"
     OWN_MESSAGE = "mailwatch"
     NO_SENDER = "no-sender"
@@ -90,11 +95,14 @@ class Identity:
     own_addresses: frozenset[str]  # every watched mailbox
     staff: tuple[str, ...] = ()
     own_message_id_domains: frozenset[str] = frozenset()  # mailwatch's IDs: <mailwatch.…@domain>
+    authserv_ids: tuple[str, ...] = ()  # receiving servers whose Authentication-Results we trust
+    trust_unauthenticated_staff: bool = False  # a staff From alone answers (forgeable: `check` warns)
 
     def __post_init__(self) -> None:
         # Callers pass sets and lists from config; store them lowercased and immutable.
         object.__setattr__(self, "own_addresses", frozenset(a.strip().lower() for a in self.own_addresses))
         object.__setattr__(self, "staff", tuple(self.staff))
+        object.__setattr__(self, "authserv_ids", tuple(a.strip().lower() for a in self.authserv_ids))
         domains = frozenset(d.strip().lower() for d in self.own_message_id_domains)
         object.__setattr__(self, "own_message_id_domains", domains)
 
@@ -120,12 +128,52 @@ def is_staff(address: str, staff: Sequence[str]) -> bool:
     return False
 
 
-def reply_address(msg: ParsedMessage) -> Address | None:
-    """The one mailbox an ack may go to: the first Reply-To, else the author; None if no author."""
-    author = _author(msg)
-    if author is None:
+def reply_address(msg: ParsedMessage, from_authenticated: bool = False) -> Address | None:
+    """The one mailbox an ack may go to: the first Reply-To, else the author; None if no author.
+
+    A Reply-To in another domain than the author's is honoured only for an authenticated
+    author: otherwise anyone could aim acknowledgments at a victim by naming them there.
+    """
+    writer = _author(msg)
+    if writer is None:
         return None
-    return msg.reply_to[0] if msg.reply_to else author
+    if msg.reply_to and (from_authenticated or _domain_of(msg.reply_to[0].address) == _domain_of(writer.address)):
+        return msg.reply_to[0]
+    return writer
+
+
+def author(msg: ParsedMessage) -> Address | None:
+    """Who wrote the message by its own headers: the single From, or the Sender of several."""
+    return _author(msg)
+
+
+def author_authentication(msg: ParsedMessage, identity: Identity) -> Authentication:
+    """What a trusted receiving server says about the author's domain (NOT_CHECKED without authserv_ids)."""
+    writer = _author(msg)
+    if writer is None or not identity.authserv_ids:
+        return NOT_CHECKED
+    return authenticate(msg.headers, _domain_of(writer.address), identity.authserv_ids)
+
+
+def staff_answer(msg: ParsedMessage, verdict: Verdict, identity: Identity) -> str | None:
+    """How a staff or own-address From was authenticated, or None when it answers nothing."""
+    if verdict.category not in (Category.STAFF, Category.OWN_ADDRESS):
+        return None
+    authentication = author_authentication(msg, identity)
+    if authentication.passed:
+        return authentication.method
+    return "unauthenticated" if identity.trust_unauthenticated_staff else None
+
+
+def reply_to_own_address(msg: ParsedMessage, identity: Identity) -> bool:
+    """Whether the first Reply-To names a watched mailbox: acking it would mail ourselves."""
+    return bool(msg.reply_to) and msg.reply_to[0].address.lower() in identity.own_addresses
+
+
+def normalised_address(address: str) -> str:
+    """One key per mailbox for rate limits: lowercased, "+detail" dropped (victim+7@x → victim@x)."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}" if at else address.strip().lower()
 
 
 def _author(msg: ParsedMessage) -> Address | None:
@@ -166,9 +214,16 @@ def _own_message(msg: ParsedMessage, identity: Identity) -> Verdict | None:
     return None
 
 
+def _spoofed(msg: ParsedMessage, identity: Identity) -> Verdict | None:
+    authentication = author_authentication(msg, identity)
+    if authentication.status is AuthStatus.FAIL:
+        return Verdict(Category.SPOOFED, _short(f"Authentication-Results: {authentication.reason}"))
+    return None
+
+
 def _own_address(msg: ParsedMessage, identity: Identity) -> Verdict | None:
-    # The reply target counts too: acking a Reply-To of our own mailbox mails ourselves.
-    for label, address in _senders(msg, with_reply_target=True):
+    # Only From: Sender and Reply-To are anyone's to write (a Reply-To of ours only stops the ack).
+    for label, address in _from_only(msg):
         if address.address.lower() in identity.own_addresses:
             return Verdict(Category.OWN_ADDRESS, f"{label}: {address.address} is a watched mailbox")
     return None
@@ -234,7 +289,7 @@ def _automated(msg: ParsedMessage, identity: Identity) -> Verdict | None:
 
 
 def _staff(msg: ParsedMessage, identity: Identity) -> Verdict | None:
-    for label, address in _senders(msg):
+    for label, address in _from_only(msg):
         if is_staff(address.address, identity.staff):
             return Verdict(Category.STAFF, f"{label}: {address.address} is staff")
     return None
@@ -302,8 +357,10 @@ _AUTO_REPLY_SIGNALS: tuple[Callable[[ParsedMessage], str | None], ...] = (
 # First match wins. Own address before staff (a watched mailbox sits inside a staff
 # domain, corpus 21 vs 26); every machine check before staff (a staff member's
 # out-of-office is automated, not a staff answer).
+# Spoofed right after no-sender: a forged From must not pass for staff or a customer.
 _CHECKS: tuple[Check, ...] = (
-    _no_sender, _own_message, _own_address, _read_receipt, _bounce, _spam, _mailing_list, _bulk, _automated, _staff,
+    _no_sender, _spoofed, _own_message, _own_address, _read_receipt, _bounce, _spam, _mailing_list, _bulk,
+    _automated, _staff,
 )
 
 
@@ -316,6 +373,14 @@ def _senders(msg: ParsedMessage, *, with_reply_target: bool = False) -> list[tup
     if with_reply_target and msg.reply_to:
         found.append(("Reply-To", msg.reply_to[0]))
     return found
+
+
+def _from_only(msg: ParsedMessage) -> list[tuple[str, Address]]:
+    return [("From", a) for a in msg.from_]
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower() if "@" in address else ""
 
 
 def _precedence(msg: ParsedMessage, values: set[str], category: Category) -> Verdict | None:
@@ -358,8 +423,10 @@ class AckOutcome(StrEnum):
     NO_RECIPIENT = "no-recipient"
     NOT_NEW_THREAD = "thread-already-acknowledged"
     TOO_OLD = "too-old"
+    REPLY_TO_OWN = "reply-to-own-address"
     SENDER_RATE_LIMITED = "sender-rate-limited"
-    GLOBAL_CAP = "global-cap"
+    DEFERRED = "deferred"  # over the hourly cap or a domain's share: waits for budget
+    MAX_AGE = "max-age"  # waited until it was older than max_age: never sent
 
 
 @dataclass(frozen=True)
@@ -369,6 +436,8 @@ class AckFacts:
     thread_acknowledged: bool
     last_ack_to_sender_at: datetime | None
     acks_in_last_hour: int
+    acks_to_domain_in_last_hour: int = 0  # unauthenticated acks to the recipient's domain
+    held_for_domain: int = 0  # acks of that domain already waiting for its share
 
 
 @dataclass(frozen=True)
@@ -394,18 +463,55 @@ def decide_ack(
     max_age: timedelta,
     per_sender_interval: timedelta,
     max_per_hour: int,
+    max_per_domain: int | None = None,
+    reply_to_own: bool = False,
 ) -> AckDecision:
-    """Whether to acknowledge a message; the first reason not to wins. Naive datetimes are UTC."""
+    """Whether to acknowledge a message; the first reason not to wins. Naive datetimes are UTC.
+
+    `max_per_domain`: the hourly share of an unauthenticated source domain (None: not held
+    to it). `reply_to_own`: the Reply-To names a watched mailbox.
+    """
     if not enabled:
         return AckDecision(AckOutcome.DISABLED, "acknowledgment.enabled is false")
     if not verdict.is_customer:
         return AckDecision(AckOutcome.NOT_CUSTOMER, f"{verdict.category.value}: {verdict.reason}")
     if recipient is None:
         return AckDecision(AckOutcome.NO_RECIPIENT, "no single address to reply to")
+    if reply_to_own:
+        return AckDecision(AckOutcome.REPLY_TO_OWN, "Reply-To names a watched mailbox")
     if facts.thread_acknowledged:
         return AckDecision(AckOutcome.NOT_NEW_THREAD, "this thread already got an acknowledgment")
     now = _utc(now)
-    return _ack_limits(recipient, now - _utc(received_at), now, facts, max_age, per_sender_interval, max_per_hour)
+    decision = _ack_limits(recipient, now - _utc(received_at), now, facts, max_age, per_sender_interval, max_per_hour)
+    if not decision.send:
+        return decision
+    return budget_decision(recipient, facts, max_per_hour, max_per_domain, max_age)
+
+
+def budget_decision(
+    recipient: Address, facts: AckFacts, max_per_hour: int, max_per_domain: int | None, max_age: timedelta,
+) -> AckDecision:
+    """SEND while the hour's budget and the domain's share allow, else DEFERRED (it waits, not drops).
+
+    A domain's share can release at most `max_per_domain` acks per hour of `max_age`; an
+    ack queued behind that many of its own domain could only expire, so it is MAX_AGE now.
+    """
+    if facts.acks_in_last_hour >= max_per_hour:
+        return AckDecision(
+            AckOutcome.DEFERRED, f"global cap: {facts.acks_in_last_hour} acks in the last hour, cap is {max_per_hour}"
+        )
+    if max_per_domain is not None and facts.acks_to_domain_in_last_hour >= max_per_domain:
+        hours = max(1, math.ceil(max_age / timedelta(hours=1)))
+        if facts.held_for_domain >= max_per_domain * hours:
+            return AckDecision(AckOutcome.MAX_AGE,
+                               f"{facts.held_for_domain} acks to @{_domain_of(recipient.address)} already wait; "
+                               f"its share cannot reach this one within {format_duration(max_age)}")
+        return AckDecision(
+            AckOutcome.DEFERRED,
+            f"domain share: {facts.acks_to_domain_in_last_hour} acks to @{_domain_of(recipient.address)} "
+            f"in the last hour, share is {max_per_domain}",
+        )
+    return AckDecision(AckOutcome.SEND, f"acknowledge {recipient.address}")
 
 
 def _ack_limits(
@@ -422,12 +528,8 @@ def _ack_limits(
     if last is not None and now - last < per_sender_interval:
         return AckDecision(
             AckOutcome.SENDER_RATE_LIMITED,
-            f"{recipient.address} was acknowledged {to_the_second(now - last)} ago, "
+            f"{normalised_address(recipient.address)} was acknowledged {to_the_second(now - last)} ago, "
             f"per_sender_interval is {format_duration(per_sender_interval)}",
-        )
-    if facts.acks_in_last_hour >= max_per_hour:
-        return AckDecision(
-            AckOutcome.GLOBAL_CAP, f"{facts.acks_in_last_hour} acks in the last hour, cap is {max_per_hour}"
         )
     return AckDecision(AckOutcome.SEND, f"acknowledge {recipient.address}")
 

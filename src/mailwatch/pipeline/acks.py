@@ -5,19 +5,20 @@ renders the templates and queues the mail in the transaction that logs the messa
 """
 
 import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, false, func, select, update
 from sqlalchemy.orm import Session
 
 from mailwatch.config import FaqEntry
-from mailwatch.db.models import Message, OutboxKind, OutboxMail, Thread
+from mailwatch.db.models import Message, OutboxKind, OutboxMail, OutboxStatus, ServiceState, Thread
 from mailwatch.durations import format_duration
 from mailwatch.mail.parse import Address, ParsedMessage
-from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack
+from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack, normalised_address
 from mailwatch.pipeline.outbox import enqueue
 from mailwatch.policies import AckPolicy, Branding
 from mailwatch.templates import Templates, build_email, header_address, our_message_id
@@ -27,6 +28,11 @@ log = structlog.get_logger(__name__)
 REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd|wg|tr|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 ACK_QUOTE_CHARS = 300  # of the customer's own words, enough to recognise the message
 CAP_WINDOW = timedelta(hours=1)
+# What the hourly cap counts: acks queued to go, sent or given up on (not held, not expired).
+SPENT = (OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.FAILED)
+CAP_LOGGED_KEY = "ack_cap_logged_at"  # service_state: when ack_global_cap_reached was last logged
+CAP_LOG_EVERY = timedelta(hours=1)  # a flood is one event an hour, not one error per message
+RELEASE_SCAN = 2000  # held acks looked at per release, oldest first
 
 
 def bare_subject(subject: str, ticket_tag: re.Pattern[str]) -> str:
@@ -57,35 +63,57 @@ class Acknowledger:
     def consider(
         self, session: Session, *, thread: Thread | None, new_thread: bool, parsed: ParsedMessage,
         verdict: Verdict, recipient: Address | None, row: Message, now: datetime,
+        authenticated: bool = False, reply_to_own: bool = False,
     ) -> AckDecision:
-        """Decide for one logged message, record the outcome on it, queue the ack if due."""
+        """Decide for one logged message, record the outcome on it, queue the ack if due.
+
+        `authenticated`: a trusted receiving server authenticated the From, so its domain
+        is not held to `max_share_per_domain`. A deferred ack is queued held.
+        """
         policy = self.policy
-        facts = self._facts(session, recipient, now) if verdict.is_customer and recipient and new_thread else None
+        source_domain = None if authenticated or recipient is None else _domain(recipient.address)
+        wanted = verdict.is_customer and recipient and new_thread
+        facts = self._facts(session, recipient, source_domain, now) if wanted else None
         decision = decide_ack(
             verdict, recipient, row.received_at, now,
             facts or AckFacts(thread_acknowledged=not new_thread, last_ack_to_sender_at=None, acks_in_last_hour=0),
             enabled=policy.enabled, max_age=policy.max_age,
             per_sender_interval=policy.per_sender_interval, max_per_hour=policy.max_per_hour,
+            max_per_domain=policy.max_per_domain if source_domain else None, reply_to_own=reply_to_own,
         )
         row.ack_outcome, row.ack_reason = decision.outcome.value, decision.reason
-        if decision.send and thread is not None and recipient is not None:
-            self._queue(session, thread, parsed, recipient, row, now)
-        else:
+        held = decision.outcome is AckOutcome.DEFERRED
+        if (decision.send or held) and thread is not None and recipient is not None:
+            self._queue(session, thread, parsed, recipient, row, now, held=held, source_domain=source_domain)
+        if not decision.send:
             self._log_suppressed(decision, row, thread)
         return decision
 
-    def _facts(self, session: Session, recipient: Address, now: datetime) -> AckFacts:
+    def _facts(self, session: Session, recipient: Address, source_domain: str | None, now: datetime) -> AckFacts:
         is_ack = OutboxMail.kind == OutboxKind.ACK
+        interval = self.policy.per_sender_interval
         last = session.scalar(
-            select(func.max(OutboxMail.created_at)).where(is_ack, OutboxMail.recipient == recipient.address.lower())
+            select(func.max(OutboxMail.created_at)).where(
+                is_ack, OutboxMail.recipient_key == normalised_address(recipient.address),
+                OutboxMail.created_at > now - interval)
         )
-        in_hour = session.scalar(
-            select(func.count(OutboxMail.id)).where(is_ack, OutboxMail.created_at > now - CAP_WINDOW)
-        )
-        return AckFacts(thread_acknowledged=False, last_ack_to_sender_at=last, acks_in_last_hour=in_hour)
+        # One query for the hour's total and the source domain's part of it.
+        of_domain = OutboxMail.source_domain == source_domain if source_domain else false()
+        in_hour, to_domain = session.execute(
+            select(func.count(OutboxMail.id), func.count(OutboxMail.id).filter(of_domain))
+            .where(*_spent_since(now - CAP_WINDOW))
+        ).one()
+        held = self._held_for(session, source_domain) if source_domain and to_domain >= self.policy.max_per_domain else 0
+        return AckFacts(thread_acknowledged=False, last_ack_to_sender_at=last, acks_in_last_hour=in_hour,
+                        acks_to_domain_in_last_hour=to_domain, held_for_domain=held)
+
+    def _held_for(self, session: Session, source_domain: str) -> int:
+        return session.scalar(select(func.count(OutboxMail.id)).where(
+            OutboxMail.kind == OutboxKind.ACK, OutboxMail.source_domain == source_domain,
+            OutboxMail.status == OutboxStatus.HELD))
 
     def _queue(self, session: Session, thread: Thread, parsed: ParsedMessage, recipient: Address,
-               row: Message, now: datetime) -> None:
+               row: Message, now: datetime, held: bool = False, source_domain: str | None = None) -> None:
         branding = self.branding
         context = self.context(thread, parsed, recipient, row.received_at)
         message = build_email(
@@ -104,9 +132,10 @@ class Acknowledger:
         )
         enqueue(session, kind=OutboxKind.ACK, dedupe_key=f"ack:{thread.id}", message=message,
                 recipient=recipient.address.lower(), envelope_from=self.policy.envelope_from, now=now,
-                thread_id=thread.id)
-        log.info("ack_queued", thread=thread.id, recipient=recipient.address, message_id=row.message_id,
-                 ack_message_id=message["Message-ID"])
+                thread_id=thread.id, status=OutboxStatus.HELD if held else OutboxStatus.PENDING,
+                source_domain=source_domain, recipient_key=normalised_address(recipient.address))
+        log.info("ack_held" if held else "ack_queued", thread=thread.id, recipient=recipient.address,
+                 message_id=row.message_id, ack_message_id=message["Message-ID"])
 
     def context(self, thread: Thread, parsed: ParsedMessage, recipient: Address, received_at: datetime) -> dict:
         """What the ack templates see."""
@@ -126,12 +155,98 @@ class Acknowledger:
         }
 
     def _log_suppressed(self, decision: AckDecision, row: Message, thread: Thread | None) -> None:
-        if decision.outcome is AckOutcome.GLOBAL_CAP:
-            log.error("ack_global_cap_reached", thread=thread.id if thread else None, reason=decision.reason,
-                      hint="a mail loop or a flood: acknowledgments are paused")
-            return
         log.info("ack_suppressed", outcome=decision.outcome.value, reason=decision.reason,
                  message_id=row.message_id, thread=thread.id if thread else None)
+
+
+    def _log_cap_reached(self, session: Session, in_hour: int, waiting: int, now: datetime) -> None:
+        # Once an hour: a flood of 10,000 mails is one event, not 9,800 error lines.
+        state = session.get(ServiceState, CAP_LOGGED_KEY)
+        if state is not None and now - datetime.fromisoformat(state.value) < CAP_LOG_EVERY:
+            return
+        session.merge(ServiceState(key=CAP_LOGGED_KEY, value=now.isoformat()))
+        log.error("ack_global_cap_reached", acks_in_last_hour=in_hour, held=waiting,
+                  cap=self.policy.max_per_hour,
+                  hint="a mail loop or a flood: acknowledgments wait and go out as the hourly budget allows")
+
+    def release_held(self, session: Session, now: datetime) -> int:
+        """Send held acks as the budget allows, fairly across domains; expire those past max_age."""
+        rows = session.execute(
+            select(OutboxMail, Thread.first_received_at).join(Thread, Thread.id == OutboxMail.thread_id)
+            .where(OutboxMail.kind == OutboxKind.ACK, OutboxMail.status == OutboxStatus.HELD)
+            .order_by(OutboxMail.created_at, OutboxMail.id).limit(RELEASE_SCAN)
+            .with_for_update(skip_locked=True)  # another instance releases the others
+        ).all()
+        max_age = self.policy.max_age
+        waiting = [row for row, received_at in rows if now - received_at <= max_age]
+        expired = [row for row, received_at in rows if now - received_at > max_age]
+        released, in_hour = self._release(session, fair_order(waiting), now)
+        if in_hour >= self.policy.max_per_hour and len(waiting) > len(released):
+            self._log_cap_reached(session, in_hour, len(waiting) - len(released), now)
+        _settle(session, expired, AckOutcome.MAX_AGE, f"waited for the hourly budget past max_age {max_age}", now)
+        _settle(session, released, AckOutcome.SEND, "sent once the hourly budget allowed", now)
+        if released or expired:
+            log.info("held_acks_released", released=len(released), expired=len(expired),
+                     waiting=len(waiting) - len(released))
+        return len(released)
+
+    def _release(self, session: Session, waiting: list[OutboxMail], now: datetime) -> tuple[list[OutboxMail], int]:
+        """Release what the hour's budget and each domain's share allow; also the hour's count after it."""
+        policy = self.policy
+        counted = _spent_since(now - CAP_WINDOW)
+        in_hour = session.scalar(select(func.count(OutboxMail.id)).where(*counted))
+        per_domain = Counter(dict(session.execute(
+            select(OutboxMail.source_domain, func.count(OutboxMail.id))
+            .where(*counted, OutboxMail.source_domain.is_not(None)).group_by(OutboxMail.source_domain)
+        ).all()))
+        released: list[OutboxMail] = []
+        for row in waiting:
+            if in_hour + len(released) >= policy.max_per_hour:
+                break
+            if row.source_domain is not None and per_domain[row.source_domain] >= policy.max_per_domain:
+                continue
+            per_domain[row.source_domain] += 1
+            row.status, row.created_at, row.next_attempt_at = OutboxStatus.PENDING, now, now
+            released.append(row)
+        return released, in_hour + len(released)
+
+
+def fair_order(held: list[OutboxMail]) -> list[OutboxMail]:
+    """Round-robin over recipient domains, oldest-waiting first within each round.
+
+    One flooding domain then gets one turn per round like every other domain, so a
+    customer elsewhere is never stuck behind thousands of the flood's acks.
+    """
+    queues: dict[str, list[OutboxMail]] = defaultdict(list)
+    for row in sorted(held, key=lambda r: (r.created_at, r.id)):
+        queues[_domain(row.recipient)].append(row)
+    ordered: list[OutboxMail] = []
+    for turn in range(max((len(q) for q in queues.values()), default=0)):
+        ordered.extend(sorted((q[turn] for q in queues.values() if turn < len(q)), key=lambda r: (r.created_at, r.id)))
+    return ordered
+
+
+def _settle(session: Session, rows: list[OutboxMail], outcome: AckOutcome, reason: str, now: datetime) -> None:
+    """Record the final outcome of held acks on their messages (and give up the expired ones)."""
+    if not rows:
+        return
+    if outcome is AckOutcome.MAX_AGE:
+        for row in rows:
+            row.status, row.last_error = OutboxStatus.EXPIRED, f"max-age: {reason}"
+    session.execute(
+        update(Message).where(Message.thread_id.in_([r.thread_id for r in rows]),
+                              Message.ack_outcome == AckOutcome.DEFERRED.value)
+        .values(ack_outcome=outcome.value, ack_reason=reason)
+    )
+
+
+def _spent_since(since: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Acks that used the hourly budget since `since` (an index range on kind, status, time)."""
+    return (OutboxMail.kind == OutboxKind.ACK, OutboxMail.status.in_(SPENT), OutboxMail.created_at > since)
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
 
 
 def sample_context(acknowledger: "Acknowledger", now: datetime) -> dict:

@@ -19,15 +19,16 @@ from mailwatch.db.models import Escalation, Message, OutboxKind, ServiceState, T
 from mailwatch.durations import format_duration, rounded
 from mailwatch.mail.rules import Category
 from mailwatch.pipeline.outbox import enqueue
+from mailwatch.businesstime import Calendar, time_left
 from mailwatch.policies import Branding, EscalationPolicy
-from mailwatch.sla import ClockPolicy, ThreadStatus, due_steps, next_escalation_at
+from mailwatch.sla import ClockPolicy, ThreadStatus, clock_deadline, due_steps, human_time, next_step_at
 from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
 
 SWEEP_LIMIT = 500  # threads per sweep; a larger backlog is finished by the next sweeps
 DIGEST_QUOTE_CHARS = 400
-STEPS_KEY = "escalation_steps"  # service_state key: the steps next_escalation_at was computed for
+STEPS_KEY = "escalation_steps"  # service_state key: the clock policies stored times were computed for
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,45 @@ class SweepReport:
 
 
 def steps_fingerprint(policy: ClockPolicy) -> str:
-    return ",".join(str(int(after.total_seconds())) for after in policy.steps)
+    """The steps, clock and calendar of one clock policy, as text that changes when they do."""
+    steps = ",".join(str(int(after.total_seconds())) for after in policy.steps)
+    holds = ",".join(calendar_fingerprint(hold) for hold in policy.holds)
+    return f"{steps}|{policy.first_response}|{policy.next_response}|{calendar_fingerprint(policy.calendar)}|{holds}"
 
 
-def realign_schedule(session: Session, policy: ClockPolicy) -> int:
-    """Recompute open threads' next step time after the configured steps changed."""
+def calendar_fingerprint(calendar: Calendar | None) -> str:
+    # Sorted: a set's order of dates differs between processes, and must not look like a change.
+    if calendar is None:
+        return "-"
+    return f"{calendar.name}:{calendar.tz.key}:{calendar.week}:{','.join(map(str, sorted(calendar.closed)))}"
+
+
+def schedule_fingerprint(policy: EscalationPolicy) -> str:
+    """One digest of every mailbox's clock policy: stored, and compared at each start or reload."""
+    parts = [f"*={steps_fingerprint(policy.clock)}"]
+    parts += [f"{name}={steps_fingerprint(own.clock)}" for name, own in sorted(policy.mailboxes.items())]
+    return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def realign_schedule(session: Session, policy: EscalationPolicy) -> int:
+    """Recompute open threads' deadline and next step time after a step, calendar or mailbox policy changed."""
+    fingerprint = schedule_fingerprint(policy)
     state = session.get(ServiceState, STEPS_KEY)
-    if state is not None and state.value == steps_fingerprint(policy):
+    if state is not None and state.value == fingerprint:
         return 0
     threads = session.scalars(select(Thread).where(Thread.status == ThreadStatus.OPEN)).all()
     for thread in threads:
-        thread.next_escalation_at = next_escalation_at(thread.clock_started_at, policy.steps, thread.escalation_level)
-    session.merge(ServiceState(key=STEPS_KEY, value=steps_fingerprint(policy)))
-    log.info("escalation_schedule_realigned", threads=len(threads),
-             steps=[format_duration(after) for after in policy.steps])
+        clock = policy.for_mailbox(thread.mailbox).clock
+        thread.deadline_at = clock_deadline(thread, clock)
+        thread.escalation_level = min(thread.escalation_level, len(clock.steps))
+        thread.next_escalation_at = next_step_at(thread, clock)
+    session.merge(ServiceState(key=STEPS_KEY, value=fingerprint))
+    # Steps as the configuration writes them ("20h"); a mailbox's own only where they differ.
+    mailbox_steps = {name: [format_duration(after) for after in own.clock.steps]
+                     for name, own in sorted(policy.mailboxes.items()) if own.clock.steps != policy.clock.steps}
+    log.info("escalation_schedule_realigned", threads=len(threads), fingerprint=fingerprint,
+             steps=[format_duration(after) for after in policy.clock.steps], **(
+                 {"mailbox_steps": mailbox_steps} if mailbox_steps else {}))
     return len(threads)
 
 
@@ -90,21 +116,22 @@ class Escalator:
         return report
 
     def _advance(self, session: Session, thread: Thread, now: datetime) -> list[DueItem]:
-        steps = due_steps(thread.clock_started_at, now, self.policy.clock.steps, thread.escalation_level)
+        clock = self.policy.for_mailbox(thread.mailbox).clock
+        steps = due_steps(thread.clock_started_at, now, clock.steps, thread.escalation_level, clock.calendar,
+                          clock.holds)
         for step in steps:
             session.add(Escalation(thread_id=thread.id, clock=thread.clock, step=step, created_at=now))
             log.warning("thread_escalated", thread=thread.id, step=step, clock=thread.clock,
                         deadline_at=thread.deadline_at.isoformat() if thread.deadline_at else None)
         if steps:
             thread.escalation_level = steps[-1]
-        thread.next_escalation_at = next_escalation_at(
-            thread.clock_started_at, self.policy.clock.steps, thread.escalation_level)
+        thread.next_escalation_at = next_step_at(thread, clock)
         return [DueItem(thread, step) for step in steps]
 
     def _by_recipient(self, due: list[DueItem]) -> dict[str, list[DueItem]]:
         grouped: dict[str, list[DueItem]] = defaultdict(list)
         for item in due:
-            for recipient in self.policy.recipients_of(item.step):
+            for recipient in self.policy.for_mailbox(item.thread.mailbox).recipients_of(item.step):
                 grouped[recipient.lower()].append(item)
         return grouped
 
@@ -128,19 +155,23 @@ class Escalator:
     def item_context(self, item: DueItem, quote: str, now: datetime) -> dict:
         """What the templates show about one escalated thread."""
         thread, branding = item.thread, self.branding
-        left = (thread.deadline_at - now) if thread.deadline_at else timedelta(0)
+        policy = self.policy.for_mailbox(thread.mailbox)
+        tz = policy.tz or branding.tz  # the mailbox's local time: its calendar's zone
+        # Time left in the thread's own clock: business time when it runs on a calendar.
+        left = time_left(now, thread.deadline_at, policy.clock.calendar) if thread.deadline_at else timedelta(0)
         return {
             "ticket": branding.ticket(thread.id),
             "ticket_number": thread.id,
             "mailbox": thread.mailbox,
             "customer": {"name": thread.customer_name, "address": thread.customer_address},
             "subject": thread.subject,
-            "received_at": branding.local_time(thread.clock_started_at),
-            "deadline": branding.local_time(thread.deadline_at) if thread.deadline_at else "",
+            "received_at": human_time(thread.clock_started_at, tz),
+            "deadline": human_time(thread.deadline_at, tz) if thread.deadline_at else "",
+            "clock": policy.clock.label,
             "overdue": left < timedelta(0),
             "left": rounded(left),
             "step": item.step,
-            "steps": len(self.policy.clock.steps),
+            "steps": len(policy.clock.steps),
             "messages": thread.message_count,
             "quote": quote[:DIGEST_QUOTE_CHARS],
             "answer_command": f"mailwatch thread answered {thread.id}",
@@ -166,12 +197,18 @@ def digest_key(recipient: str, items: list[DueItem]) -> str:
 
 
 def latest_customer_words(session: Session, thread_ids: set[int]) -> dict[int, str]:
-    """The snippet of each thread's newest customer message, in one query for all of them."""
+    """The snippet of each thread's newest message by its own customer, in one query for all of them.
+
+    Only the customer's words: anyone else who got into the thread (a reference, a copied
+    tag) must not put text in front of the people who act on a digest.
+    """
     if not thread_ids:
         return {}
     rows = session.execute(
         select(Message.thread_id, Message.snippet)
-        .where(Message.thread_id.in_(thread_ids), Message.category == Category.CUSTOMER.value)
+        .join(Thread, Thread.id == Message.thread_id)
+        .where(Message.thread_id.in_(thread_ids), Message.category == Category.CUSTOMER.value,
+               Message.from_address == Thread.customer_address)
         .order_by(Message.thread_id, Message.received_at.desc(), Message.id.desc())
     )
     latest: dict[int, str] = {}
@@ -182,7 +219,7 @@ def latest_customer_words(session: Session, thread_ids: set[int]) -> dict[int, s
 
 def sample_escalation_context(escalator: Escalator, mailbox: str, now: datetime) -> dict:
     """A realistic digest, rendered by the real item context, for test-rendering templates at `check`."""
-    first_response = escalator.policy.clock.first_response
+    first_response = escalator.policy.for_mailbox(mailbox).clock.first_response
     thread = Thread(
         id=1042, mailbox=mailbox, customer_name="Renée Lefèvre", customer_address="renee@example.com",
         subject="Réclamation: order 1234 arrived broken", clock=1, clock_started_at=now - first_response,

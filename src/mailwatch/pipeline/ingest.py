@@ -11,10 +11,14 @@ from sqlalchemy.orm import Session
 from mailwatch.db.models import Message, Thread
 from mailwatch.imap import FetchedMessage
 from mailwatch.mail.parse import Address, ParsedMessage, parse_message
-from mailwatch.mail.rules import Category, Identity, Verdict, classify, reply_address
+from mailwatch.mail.authresults import Authentication
+from mailwatch.mail.rules import (
+    Category, Identity, Verdict, author, author_authentication, classify, reply_address, reply_to_own_address,
+    staff_answer,
+)
 from mailwatch.pipeline.acks import Acknowledger
 from mailwatch.pipeline.threads import find_thread, open_thread
-from mailwatch.sla import AnsweredVia, ClockPolicy, apply_message, mark_answered, skip_escalations
+from mailwatch.sla import IMAP_LOGIN, AnsweredVia, ClockPolicy, apply_message, mark_answered, skip_escalations
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +62,8 @@ class _Recorded:
     fetched: FetchedMessage
     parsed: ParsedMessage
     verdict: Verdict
-    customer: Address | None
+    customer: Address | None  # where an ack would go
+    authentication: Authentication  # of the author's domain, by a trusted receiving server
     row: Message
     thread: Thread | None
     new_thread: bool
@@ -98,8 +103,9 @@ def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: 
         seen.uidvalidity, seen.uid = ctx.uidvalidity, fetched.uid
         return Logged(fetched.uid, message_id, seen.category, seen.thread_id, duplicate=True)
     verdict = classify(parsed, ctx.identity)
-    customer = reply_address(parsed)
-    thread, new_thread = _thread_for(session, ctx, parsed, verdict, customer, received_at, now, recent)
+    authentication = author_authentication(parsed, ctx.identity)
+    customer = reply_address(parsed, from_authenticated=authentication.passed)
+    thread, new_thread = _thread_for(session, ctx, parsed, verdict, authentication, received_at, now, recent)
     if thread is not None and verdict.is_customer and ANSWERED_FLAG in fetched.flags:
         answer_by_flag(thread, received_at, ctx, now)  # answered from a mail client already
     row = _message_row(ctx, fetched, parsed, verdict, received_at, now)
@@ -108,14 +114,16 @@ def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: 
     session.add(row)
     if thread is not None:
         recent[message_id] = thread
-    return _Recorded(fetched, parsed, verdict, customer, row, thread, new_thread)
+    return _Recorded(fetched, parsed, verdict, customer, authentication, row, thread, new_thread)
 
 
 def _finish(session: Session, ctx: FolderContext, item: _Recorded, now: datetime) -> Logged:
     row = item.row
     if ctx.acknowledger is not None:
         ctx.acknowledger.consider(session, thread=item.thread, new_thread=item.new_thread, parsed=item.parsed,
-                                  verdict=item.verdict, recipient=item.customer, row=row, now=now)
+                                  verdict=item.verdict, recipient=item.customer, row=row, now=now,
+                                  authenticated=item.authentication.passed,
+                                  reply_to_own=reply_to_own_address(item.parsed, ctx.identity))
     log.info(
         "message_logged", mailbox=ctx.mailbox, folder=ctx.folder, uid=row.uid,
         message_id=row.message_id, thread=row.thread_id, classification=row.category,
@@ -151,24 +159,35 @@ def _already_logged(session: Session, ctx: FolderContext, message_id: str, recei
 
 def _thread_for(
     session: Session, ctx: FolderContext, parsed: ParsedMessage, verdict: Verdict,
-    customer: Address | None, received_at: datetime, now: datetime, recent: dict[str, Thread],
+    authentication: Authentication, received_at: datetime, now: datetime, recent: dict[str, Thread],
 ) -> tuple[Thread | None, bool]:
     """The message's thread (None for machines that join none), and whether it is new."""
-    writer = customer.address if verdict.is_customer and customer and not ctx.sent_folder else None
-    thread, new = find_thread(session, parsed, ctx.ticket_tag, customer=writer, recent=recent), False
+    if verdict.category is Category.SPOOFED:
+        return None, False  # the From's own domain disowns it: it may neither open nor join a ticket
+    writer = author(parsed) if verdict.is_customer and not ctx.sent_folder else None
+    thread = find_thread(session, parsed, ctx.ticket_tag, customer=writer.address if writer else None,
+                         recent=recent, by_tag=_may_join_by_tag(ctx, writer, authentication))
+    new = False
     if thread is None:
         # Only a customer opens a ticket: a bounce or a newsletter must never escalate.
-        if ctx.sent_folder or not (verdict.is_customer and customer):
+        if writer is None:
             return None, False
-        thread, new = open_thread(session, ctx.mailbox, parsed, customer, received_at, ctx.policy, now), True
+        thread, new = open_thread(session, ctx.mailbox, parsed, writer, received_at, ctx.policy, now), True
         if ctx.first_sync and ctx.backlog_age is not None and now - received_at > ctx.backlog_age:
             # Installed on a full inbox: show old conversations, but page nobody about them.
             skip_escalations(thread, ctx.policy)
     if not new and thread.id is not None and _copy_in_thread(session, thread, parsed.message_id):
         return thread, False  # the same mail in another folder (a Cc'd reply, its Sent copy): counted once
     sender = parsed.from_[0].address.lower() if parsed.from_ else None
-    apply_message(thread, verdict, sender, received_at, ctx.policy, in_sent_folder=ctx.sent_folder)
+    apply_message(thread, verdict, sender, received_at, ctx.policy, in_sent_folder=ctx.sent_folder,
+                  staff_authenticated=None if ctx.sent_folder else staff_answer(parsed, verdict, ctx.identity))
     return thread, new
+
+
+def _may_join_by_tag(ctx: FolderContext, writer: Address | None, authentication: Authentication) -> bool:
+    # Ticket numbers are guessable: once From can be authenticated, a customer's tag counts
+    # only with an authenticated From (anyone can write the customer's address).
+    return writer is None or not ctx.identity.authserv_ids or authentication.passed
 
 
 def _copy_in_thread(session: Session, thread: Thread, message_id: str) -> bool:
@@ -223,7 +242,8 @@ def record_flags(session: Session, ctx: FolderContext, flags: dict[int, tuple[st
 
 def answer_by_flag(thread: Thread, flagged_received_at: datetime, ctx: FolderContext, now: datetime) -> bool:
     """\\Answered on a customer's message answers the thread up to that message, as first seen now."""
-    answered = mark_answered(thread, now, via=AnsweredVia.FLAG, by=None, policy=ctx.policy, covers_until=flagged_received_at)
+    answered = mark_answered(thread, now, via=AnsweredVia.FLAG, by=None, policy=ctx.policy,
+                             covers_until=flagged_received_at, how=IMAP_LOGIN)
     if answered:
         log.info("thread_answered", thread=thread.id, via=AnsweredVia.FLAG.value, mailbox=ctx.mailbox)
     return answered

@@ -51,13 +51,18 @@ class RetryPolicy:
 def enqueue(
     session: Session, *, kind: OutboxKind, dedupe_key: str, message: EmailMessage, recipient: str,
     envelope_from: str, now: datetime, thread_id: int | None = None,
+    status: OutboxStatus = OutboxStatus.PENDING, source_domain: str | None = None, recipient_key: str | None = None,
 ) -> bool:
-    """Queue one message in the caller's transaction; False if `dedupe_key` was queued before."""
+    """Queue one message in the caller's transaction; False if `dedupe_key` was queued before.
+
+    `status=HELD`: an ack that waits for budget (`acks.release_held`), never claimed as is.
+    """
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     statement = dialect.insert(OutboxMail).values(
         kind=kind, dedupe_key=dedupe_key, thread_id=thread_id, message_id=message["Message-ID"],
         recipient=recipient, envelope_from=envelope_from, subject=str(message["Subject"] or ""),
-        content=message.as_bytes(policy=SMTP), status=PENDING, attempts=0,
+        content=message.as_bytes(policy=SMTP), status=status, attempts=0, source_domain=source_domain,
+        recipient_key=recipient_key,
         next_attempt_at=now, created_at=now,
     ).on_conflict_do_nothing(index_elements=["dedupe_key"])
     return session.execute(statement).rowcount == 1

@@ -24,18 +24,21 @@ def ticket_pattern(prefix: str) -> re.Pattern[str]:
 
 def find_thread(
     session: Session, msg: ParsedMessage, tag: re.Pattern[str], customer: str | None = None,
-    recent: dict[str, Thread] | None = None,
+    recent: dict[str, Thread] | None = None, by_tag: bool = True,
 ) -> Thread | None:
     """The thread a message belongs to: by In-Reply-To/References, then by ticket tag.
 
-    `customer`: the sender's address when a customer wrote. Ticket numbers are easy to
-    guess, so a tag joins a customer only to their own thread; anyone else with a
-    copied tag gets a ticket of their own. `recent`: threads of messages recorded
-    earlier in the same, not yet flushed, batch.
+    `customer`: the author's (From) address when a customer wrote; Reply-To never counts.
+    Ticket numbers are easy to guess, so a tag joins a customer only to their own
+    thread; anyone else with a copied tag gets a ticket of their own. `by_tag`: False
+    when the tag must not count at all (an unauthenticated customer From). `recent`:
+    threads of messages recorded earlier in the same, not yet flushed, batch.
     """
     thread = _thread_by_reference(session, msg, recent or {})
     if thread is not None:
         return thread
+    if not by_tag:
+        return None
     thread = _thread_by_tag(session, msg.subject, tag)
     if thread is not None and customer is not None and thread.customer_address != customer.lower():
         return None

@@ -50,9 +50,12 @@ def sample_mail() -> list[bytes]:
              "This is the mail system. Your message could not be delivered.", Return_Path="<>"),
         mail("Widget Weekly <news@widgetweekly.example>", "This week's best widgets",
              "Ten widgets you will love.", Precedence="bulk", List_Unsubscribe="<mailto:unsub@widgetweekly.example>"),
+        # Staff mail answers only as Acme's MX delivers it: authenticated, in its own header.
         mail("Alice Nguyen <alice@acme.example>", "Re: Återbetalning för order 58213",
              "Hi Zoë, the refund went out today.", In_Reply_To="<demo-2@example.net>",
-             References="<demo-2@example.net>"),
+             References="<demo-2@example.net>",
+             Authentication_Results="mx.acme.example; dkim=pass header.d=acme.example; "
+                                    "dmarc=pass (p=reject dis=none) header.from=acme.example"),
     ]
 
 
@@ -66,6 +69,7 @@ def write_config(folder: Path, dovecot: Dovecot, sink: SmtpSink) -> Path:
         timezone = "Europe/Berlin"
         database = "sqlite:///{folder / 'mailwatch.db'}"
         staff = ["@acme.example"]
+        authserv_ids = ["mx.acme.example"]
 
         [[mailbox]]
         name = "support"

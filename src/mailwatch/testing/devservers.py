@@ -309,6 +309,7 @@ phone = "+1 800 555 0100"
 timezone = "Europe/Berlin"
 database = "{database}"
 staff = ["@acme.example"]
+{service_lines}
 
 [[mailbox]]
 name = "support"
@@ -340,12 +341,12 @@ retry_max = "{retry_max}"
 def local_config(
     *, database: str, imap_port: int, imap_user: str, password_file: Path, smtp_port: int | None = None,
     folder: str = "INBOX", ack: bool = False, mailbox_lines: str = "", ack_lines: str = "",
-    retry: tuple[str, str] = ("0.2s", "1s"), extra: str = "",
+    retry: tuple[str, str] = ("0.2s", "1s"), extra: str = "", service_lines: str = "",
 ) -> str:
     """A mailwatch.toml for Acme's support mailbox on a local Dovecot and SMTP sink (tests, bench)."""
     body = LOCAL_CONFIG.format(database=database, folder=folder, mailbox_lines=mailbox_lines, imap_port=imap_port,
                                imap_user=imap_user, password_file=password_file, ack=str(ack).lower(),
-                               ack_lines=ack_lines)
+                               ack_lines=ack_lines, service_lines=service_lines)
     if smtp_port is not None:
         body += LOCAL_SMTP.format(port=smtp_port, retry_initial=retry[0], retry_max=retry[1])
     return body + extra

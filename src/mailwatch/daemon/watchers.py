@@ -2,10 +2,15 @@
 
 The watcher logs in, syncs, then waits in IMAP IDLE (when the server offers it and
 `mailbox.idle` is on) until the folder changes or `poll_interval` passes, and syncs
-again; without IDLE it simply polls. Every failure is retried with capped
-exponential backoff and jitter; a refused login is retried slowly, not hammered.
+again; without IDLE it simply polls. IDLE is renewed (DONE, then IDLE again after a
+sync) every `poll_interval`. Every failure is retried with capped exponential backoff
+and jitter; a refused login is retried slowly, not hammered. A `SentWatcher` does the
+same for a mailbox's Sent folder on a connection of its own, so a staff reply filed
+there is seen within seconds. `Watchers` starts one watcher per mailbox (and one per
+Sent folder) and stops them all within one shared time budget.
 """
 
+import asyncio
 import random
 import threading
 from collections.abc import Callable
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from mailwatch.config import MailboxSettings
+from mailwatch.config import MailboxSettings, Settings
 from mailwatch.errors import AuthenticationError, TransientError
 from mailwatch.imap import ImapConnection
 from mailwatch.pipeline.sync import FolderReport
@@ -23,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 120.0
+IDLE_LIMIT_S = 29 * 60.0  # RFC 2177: servers may drop a client idle longer than 30 minutes
 AUTH_RETRY_S = 300.0  # a wrong password does not fix itself; SIGHUP retries at once
 
 
@@ -34,6 +40,16 @@ class WatcherHooks:
     sync: Callable[[ImapConnection, MailboxSettings, threading.Event], FolderReport]
     synced: Callable[[MailboxSettings, FolderReport], None]
     failed: Callable[[MailboxSettings, Exception, int], None]
+
+
+def idle_renewal_s(mailbox: MailboxSettings) -> float:
+    """How long one IDLE command lasts before it is ended and, after a sync, re-issued.
+
+    The poll interval, and never past the 29 minutes after which RFC 2177 lets a server
+    drop an idle client; each renewal's sync doubles as the check that a quiet
+    connection still works.
+    """
+    return min(mailbox.poll_interval.total_seconds(), IDLE_LIMIT_S)
 
 
 class MailboxWatcher:
@@ -80,16 +96,14 @@ class MailboxWatcher:
     def _watch(self, connection: ImapConnection) -> None:
         use_idle = self.mailbox.idle and connection.supports_idle()
         log.info("mailbox_watching", mailbox=self.mailbox.name, folder=self.folder, mode="idle" if use_idle else "poll")
-        interval_s = self.mailbox.poll_interval.total_seconds()
         while not self.stopping.is_set():
             report = self.hooks.sync(connection, self.mailbox, self.stopping)
             self.attempt = 0  # only a good sync proves the trouble is over
             self.hooks.synced(self.mailbox, report)
             if use_idle:
-                # Re-issued every poll_interval: well inside IDLE's 29 minutes, and a health check.
-                connection.idle_wait(interval_s, self.stopping)
+                connection.idle_wait(idle_renewal_s(self.mailbox), self.stopping)
             else:
-                self.stopping.wait(interval_s)
+                self.stopping.wait(self.mailbox.poll_interval.total_seconds())
 
     def _wait_after(self, exc: Exception) -> None:
         self.attempt += 1
@@ -120,3 +134,42 @@ class SentWatcher(MailboxWatcher):
     @property
     def folder(self) -> str:
         return self.mailbox.sent_folder or ""
+
+
+class Watchers:
+    """One watcher per configured mailbox (and one per Sent folder), started and stopped together."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, MailboxWatcher] = {}
+
+    def start(self, settings: Settings, hooks: WatcherHooks, sent_hooks: WatcherHooks | None = None) -> None:
+        """An inbox watcher per mailbox on `hooks`; with `sent_hooks`, a SentWatcher per sent_folder.
+
+        The Sent watchers have hooks of their own: a Sent folder's trouble is logged, but it
+        is not the mailbox's incident, and the inbox watcher owns last_sync.
+        """
+        for mailbox in settings.mailboxes:
+            self._start(mailbox.name, MailboxWatcher(mailbox, hooks))
+            if sent_hooks is not None and mailbox.sent_folder:
+                self._start(f"{mailbox.name}:sent", SentWatcher(mailbox, sent_hooks))
+
+    def _start(self, key: str, watcher: MailboxWatcher) -> None:
+        self.running[key] = watcher
+        watcher.start()
+
+    def signal_stop(self) -> None:
+        """No new batches from here on; each watcher ends after its current command."""
+        for watcher in self.running.values():
+            watcher.stop()
+
+    async def stop(self, budget_s: float) -> None:
+        """Stop every watcher at once, then wait for all of them within one shared budget."""
+        watchers, self.running = list(self.running.values()), {}
+        for watcher in watchers:
+            watcher.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_s
+        for watcher in watchers:
+            if not await asyncio.to_thread(watcher.join, max(0.0, deadline - loop.time())):
+                log.warning("watcher_still_busy", mailbox=watcher.mailbox.name, folder=watcher.folder,
+                            hint="it stops after its current command; its batch is committed or redone")

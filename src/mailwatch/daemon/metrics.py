@@ -87,12 +87,42 @@ class DatabaseCollector:
                                 value=(now - first_waiting).total_seconds() if first_waiting else 0)
 
 
+CONNECTION_TIMEOUT_S = 5.0  # an idle or slow client is dropped; a scrape takes milliseconds
+MAX_WORKERS = 8  # connections served at once; more are closed, so idle sockets cannot pin threads
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, but never more than MAX_WORKERS: the daemon's own jobs need threads too."""
+
+    request_queue_size = 64  # a burst is accepted (and turned away if busy) instead of waiting in SYN retries
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_WORKERS)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001 - socketserver's signature
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: the client retries at its next scrape
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class MetricsServer:
     """A small HTTP server: /metrics for Prometheus, /healthz for load balancers and humans."""
 
     def __init__(self, host: str, port: int, metrics: Metrics, health_check: Callable[[], list[str]]) -> None:
         handler = _handler(metrics, health_check)
-        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server = BoundedHTTPServer((host, port), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
 
     @property
@@ -109,6 +139,8 @@ class MetricsServer:
 
 def _handler(metrics: Metrics, health_check: Callable[[], list[str]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = CONNECTION_TIMEOUT_S  # socketserver sets it on the connection
+
         def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
             if self.path == "/metrics":
                 self._reply(200, CONTENT_TYPE_LATEST, metrics.render())
