@@ -7,6 +7,7 @@ import os
 import select
 import shutil
 import sys
+import time as time_module
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,12 +26,17 @@ from mailwatch.durations import rounded
 from mailwatch.errors import ConfigError, MailwatchError, NoSuchThread, TemplateProblem
 from mailwatch.imap import FolderStatus, ImapConnection
 from mailwatch.logs import configure_logging
+from mailwatch.oauth2.client import DeviceCode
+from mailwatch.oauth2.device import DeviceFlowEnded, device_login
+from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
+from mailwatch.oauth2.store import TokenStore
+from mailwatch.oauth2.tokens import SignIn
 from mailwatch.policies import Policies, build_policies, ticket_label
 from mailwatch.reports import build_period, build_report, render_text, scope_for
 from mailwatch.reports.csv import write_csv
 from mailwatch.reports.html import render_html
 from mailwatch.reports.period import parse_when
-from mailwatch.service import Service, ThreadChange, imap_session
+from mailwatch.service import Service, ThreadChange
 from mailwatch.sla import ThreadStatus, human_time
 from mailwatch.templates import one_line
 from mailwatch.wording import counted
@@ -44,10 +50,13 @@ exit codes:
   0   success
   1   a server or the database failed (IMAP, SMTP, SQL); trying again may help
   2   the configuration or a template is wrong, or started as root without --allow-root
+  3   `login`: the person signing in declined
+  4   `login`: the code expired before anyone signed in
   64  the command line is wrong: an unknown option, a bad argument, no such ticket
 """
 CONFIG_HELP = "TOML file (default: $MAILWATCH_CONFIG or /etc/mailwatch/mailwatch.toml)"
 ALLOW_ROOT_ENV = "MAILWATCH_ALLOW_ROOT"  # "1" does what --allow-root does (containers that only run as root)
+EXIT_DECLINED, EXIT_EXPIRED = 3, 4  # `mailwatch login`: the person said no, or nobody signed in in time
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,12 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained HTML page")
     thread = _command(commands, "thread", "change one conversation by hand")
     _thread_actions(thread.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions"))
+    login = _command(commands, "login", "sign a mailbox (or SMTP) in with OAuth2, once: the device flow",
+                     epilog="Exit codes: 0 signed in, 1 failed, 2 nothing to sign in, 3 declined, 4 code expired.")
+    login.add_argument("mailbox", nargs="?", help="the [[mailbox]] name whose [mailbox.imap.oauth2] to sign in")
+    login.add_argument("--smtp", action="store_true", help="sign in [smtp.oauth2] instead")
+    login.add_argument("--status", action="store_true", help="list every OAuth2 sign-in and its state")
     return parser
 
 
-def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, epilog: str | None = None
+             ) -> argparse.ArgumentParser:
     """A (sub)command with its one-line summary, accepting --config after its name too."""
-    command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                  epilog=epilog)
     # SUPPRESS: when given only before the command, the subcommand must not reset it to None.
     command.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return command
@@ -217,6 +233,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     db.ping()
     print(f"database: reachable (schema {db.schema_revision() or 'empty'})")
+    if not check_sign_ins(settings, service.tokens, db.schema_revision() == db.head_revision()):
+        return EXIT_FAILURE
     if settings.smtp is not None:
         asyncio.run(service.check_smtp())
         where = f"{settings.smtp.host}:{settings.smtp.port}"
@@ -224,14 +242,14 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         print(f"smtp: {where} accepted the login" if settings.smtp.username else
               f"smtp: {where} connected (no username configured, so no login tried)")
     for index, mailbox in enumerate(settings.mailboxes):
-        check_mailbox(settings, index, mailbox)
+        check_mailbox(settings, service, index, mailbox)
     print(f"{settings.source}: OK")
     return EXIT_OK
 
 
-def check_mailbox(settings: Settings, index: int, mailbox) -> None:
-    """Log in and open the watched folder and the Sent folder, printing how full each is."""
-    with imap_session(mailbox) as connection:
+def check_mailbox(settings: Settings, service: Service, index: int, mailbox) -> None:
+    """Log in (by password or OAuth2) and open the watched and the Sent folder, printing how full each is."""
+    with service.imap_session(mailbox) as connection:
         for key, folder in (("folder", mailbox.folder), ("sent_folder", mailbox.sent_folder)):
             if folder:
                 status = select_folder(connection, f"{settings.source}: mailbox[{index}].{key}", folder,
@@ -254,6 +272,80 @@ def folder_list(folders: list[tuple[str, tuple[str, ...]]]) -> str:
     """'INBOX, Sent (\\Sent), Drafts': the special-use flag marks the folder meant for sent mail."""
     marked = [name + (r" (\Sent)" if "\\Sent" in flags else "") for name, flags in folders]
     return ", ".join(marked) or "no folders at all"
+
+
+def check_sign_ins(settings: Settings, store: TokenStore, schema_current: bool = True) -> bool:
+    """Print each OAuth2 sign-in's state; False if one needs a person."""
+    usable = True
+    for sign_in in all_sign_ins(settings, store):
+        if schema_current:
+            ok, text = describe(sign_in, system_clock(), lambda value: human_time(value, settings.service.tz))
+        else:  # no token table yet, so nobody has signed in
+            ok, text = sign_in.app_only, "not signed in" + ("" if sign_in.app_only else f"; {sign_in.remedy}")
+        print(f"{sign_in.label}: {text}", file=sys.stdout if ok else sys.stderr)
+        usable = usable and ok
+    return usable
+
+
+def cmd_login(settings: Settings, args: argparse.Namespace) -> int:
+    store = TokenStore(schema_ready(settings))
+    if args.status:
+        if not all_sign_ins(settings, store):
+            print("no OAuth2 sign-ins configured (auth = \"oauth2\")")
+        return EXIT_OK if check_sign_ins(settings, store) else EXIT_FAILURE
+    sign_in, problem = chosen_sign_in(settings, store, args.mailbox, args.smtp)
+    if sign_in is None:
+        print(f"mailwatch login: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if sign_in.app_only:
+        token = sign_in.access_token(system_clock())
+        print(f"{sign_in.label}: app-only sign-in needs no login; a token was fetched, valid until "
+              f"{human_time(token.expires_at, settings.service.tz)}")
+        return EXIT_OK
+    try:
+        grant = device_login(sign_in, lambda device: show_device_code(sign_in, device, settings),
+                             system_clock, time_module.sleep)
+    except DeviceFlowEnded as exc:
+        print(f"mailwatch login: {exc}", file=sys.stderr)
+        return EXIT_DECLINED if exc.outcome == "denied" else EXIT_EXPIRED
+    refresh = "a refresh token is stored" if grant.refresh_token else "no refresh token came (offline_access?)"
+    print(f"{sign_in.label}: signed in as {grant.account or settings_username(settings, sign_in)}; access token "
+          f"valid until {human_time(grant.expires_at, settings.service.tz)}, {refresh}. "
+          "A running daemon picks this up by itself.")
+    return EXIT_OK
+
+
+def chosen_sign_in(settings: Settings, store: TokenStore, name: str | None,
+                   smtp: bool) -> tuple[SignIn | None, str]:
+    """The sign-in `login MAILBOX [--smtp]` means, or None and why not."""
+    if smtp:
+        sign_in = smtp_sign_in(settings, store)
+        return sign_in, "" if sign_in else "[smtp] does not use auth = \"oauth2\""
+    if name is None:
+        return None, "name a mailbox (mailwatch login MAILBOX), or give --smtp or --status"
+    try:
+        mailbox = settings.mailbox(name)
+    except KeyError:
+        names = ", ".join(m.name for m in settings.mailboxes)
+        return None, f"no [[mailbox]] named {name!r} (there are: {names})"
+    sign_in = imap_sign_in(mailbox, store)
+    return sign_in, "" if sign_in else f"mailbox {name} logs in with a password (auth = \"password\")"
+
+
+def settings_username(settings: Settings, sign_in: SignIn) -> str:
+    """The configured account of a sign-in, for when the provider does not say who signed in."""
+    if sign_in.key == "smtp" and settings.smtp is not None:
+        return settings.smtp.username or "?"
+    return settings.mailbox(sign_in.key.removeprefix("mailbox:")).imap.username
+
+
+def show_device_code(sign_in: SignIn, device: DeviceCode, settings: Settings) -> None:
+    """What the person signing in needs: where to go and which code to type."""
+    print(f"To sign in {sign_in.label} with {sign_in.provider_name}, open {device.verification_uri}")
+    print(f"and enter the code {device.user_code}")
+    if device.verification_uri_complete:
+        print(f"(or open {device.verification_uri_complete}, which has the code in it)")
+    print(f"The code works until {human_time(device.expires_at, settings.service.tz)}. Waiting for you…", flush=True)
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
@@ -467,6 +559,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "threads": cmd_threads,
     "thread": cmd_thread,
     "report": cmd_report,
+    "login": cmd_login,
 }
 
 if __name__ == "__main__":

@@ -37,6 +37,19 @@ class AuthenticationError(TransientError):
     """The server refused our credentials: retry slowly, alert the operator."""
 
 
+class SignInRequired(AuthenticationError):
+    """An OAuth2 sign-in is missing, revoked or refused: a person must act (`remedy` says how).
+
+    `code` is the provider's error code (invalid_grant, AADSTS7000222, …); the message
+    names the sign-in, the code and the remedy, and never any part of a token.
+    """
+
+    def __init__(self, message: str, *, code: str, remedy: str) -> None:
+        self.code = code
+        self.remedy = remedy
+        super().__init__(message)
+
+
 class SmtpUnavailable(TransientError):
     """The SMTP connection, not the message, failed: defer the rest of the round too."""
 

@@ -8,17 +8,17 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from mailwatch.errors import AuthenticationError, TransientError
+from mailwatch.errors import AuthenticationError, MailwatchError, TransientError
 from mailwatch.tls import security_hint, tls_context
 
 log = structlog.get_logger(__name__)
@@ -35,6 +35,10 @@ FETCH_ITEMS = [
 
 
 IDLE_TICK_S = 1.0  # how often an IDLE wait looks at the stop flag
+REAUTH_AHEAD = timedelta(minutes=2)  # reconnect this long before a bearer token dies (servers may drop us)
+
+# Gives a bearer token and its expiry; called with refused=True after the server turned one down.
+BearerSource = Callable[[bool], tuple[str, datetime]]
 FOLDER_CHANGES = (b"EXISTS", b"EXPUNGE", b"FETCH")  # IDLE responses worth a sync
 
 
@@ -66,15 +70,21 @@ class ImapEndpoint:
     username: str
     timeout_s: float = 30.0
     ca_file: Path | None = None
+    auth_hint: str = ""  # appended to a refused login, e.g. "run `mailwatch login support`"
 
 
 class ImapConnection:
-    """One logged-in IMAP connection."""
+    """One logged-in IMAP connection, by password or by OAuth2 bearer token (XOAUTH2)."""
 
-    def __init__(self, endpoint: ImapEndpoint, password: str) -> None:
+    def __init__(self, endpoint: ImapEndpoint, password: str | None = None,
+                 bearer: BearerSource | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.endpoint = endpoint
         self._password = password
+        self._bearer = bearer
+        self._clock = clock  # with a bearer: when its token dies is a wall time
         self._client: IMAPClient | None = None
+        self.credentials_expire_at: datetime | None = None  # a bearer token's end; None for passwords
+        self._reauth_at = datetime.max.replace(tzinfo=UTC)
 
     def __repr__(self) -> str:
         return f"ImapConnection({self.endpoint.username}@{self.endpoint.host}:{self.endpoint.port})"
@@ -82,14 +92,19 @@ class ImapConnection:
     def open(self) -> None:
         """Connect and log in, translating failures into TransientError/AuthenticationError."""
         where = f"{self.endpoint.host}:{self.endpoint.port}"
+        token = self._bearer(False) if self._bearer else None  # before connecting: a dead sign-in needs no socket
         try:
             self._client = self._connect()
-            self._client.login(self.endpoint.username, self._password)
+            self._log_in(token)
             if b"CONDSTORE" in self._client.capabilities():
                 self._client.enable("CONDSTORE")  # HIGHESTMODSEQ: find flag changes cheaply
+        except MailwatchError:
+            self.close()  # a second token was needed and could not be had
+            raise
         except LoginError:
             self.close()
-            raise AuthenticationError(f"IMAP login refused by {where} for {self.endpoint.username}") from None
+            hint = f"; {self.endpoint.auth_hint}" if self.endpoint.auth_hint else ""
+            raise AuthenticationError(f"IMAP login refused by {where} for {self.endpoint.username}{hint}") from None
         except ssl.SSLCertVerificationError as exc:
             self.close()
             raise TransientError(f"IMAP TLS certificate of {where} not trusted: {exc.verify_message}") from None
@@ -99,6 +114,25 @@ class ImapConnection:
             raise TransientError(f"IMAP connection to {where} failed: {_describe(exc)}"
                                  + (f"; {hint}" if hint else "")) from None
         self._client.normalise_times = False  # keep INTERNALDATE's offset: we store UTC
+
+    def _log_in(self, token: tuple[str, datetime] | None) -> None:
+        if token is None:
+            self._client.login(self.endpoint.username, self._password)
+            return
+        try:
+            self._client.oauth2_login(self.endpoint.username, token[0])
+        except LoginError:
+            # A token we thought valid was refused (revoked early, clock skew): one fresh one, once.
+            log.info("imap_token_refused_retrying", host=self.endpoint.host, username=self.endpoint.username)
+            token = self._bearer(True)
+            self._client.oauth2_login(self.endpoint.username, token[0])
+        self.credentials_expire_at = token[1]
+        left = token[1] - self._clock()
+        self._reauth_at = token[1] - min(REAUTH_AHEAD, left / 4)
+
+    def credentials_expiring(self, now: datetime) -> bool:
+        """True when the bearer token we logged in with is about to die: time to reconnect with a new one."""
+        return self.credentials_expire_at is not None and now >= self._reauth_at
 
     def _connect(self) -> IMAPClient:
         endpoint = self.endpoint
@@ -176,6 +210,9 @@ class ImapConnection:
 
     def idle_wait(self, timeout_s: float, stop: threading.Event) -> bool:
         """IDLE on the selected folder until it changes (True), `timeout_s` passes or `stop` is set."""
+        if self.credentials_expire_at is not None:
+            # Wake up in time to log in again with a fresh token before this one dies.
+            timeout_s = min(timeout_s, max(0.0, (self._reauth_at - self._clock()).total_seconds()))
         deadline = time.monotonic() + timeout_s
         with self._translated("IDLE"):
             self.client.idle()

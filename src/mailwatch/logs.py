@@ -34,7 +34,7 @@ _PROTOCOL_LOGGERS = ("imapclient",)
 # The lowest level a protocol logger may emit.
 _PROTOCOL_FLOOR = logging.INFO
 # Libraries that narrate routine work at INFO ("Context impl SQLiteImpl."): warnings only.
-_CHATTY_LOGGERS = ("alembic", "aiosmtplib")
+_CHATTY_LOGGERS = ("alembic", "aiosmtplib", "httpx")  # httpx: a line per token request
 # apscheduler warns on every run skipped by max_instances=1, which is by design here.
 _QUIET_LOGGERS = ("apscheduler",)
 # How deep redaction looks into nested dicts and lists.

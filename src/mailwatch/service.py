@@ -5,10 +5,11 @@
 """
 
 import asyncio
+import dataclasses
 import ssl
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time
 
@@ -22,6 +23,9 @@ from mailwatch.db.models import Thread
 from mailwatch.errors import NoSuchThread, TransientError
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
+from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
+from mailwatch.oauth2.store import TokenStore
+from mailwatch.oauth2.tokens import Bearer, SignIn
 from mailwatch.pipeline.acks import Acknowledger, sample_context
 from mailwatch.pipeline.alerts import Notice, notice_context, queue_notice, sample_notice
 from mailwatch.pipeline.escalations import Escalator, SweepReport, realign_schedule, sample_escalation_context
@@ -69,29 +73,42 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(initial=smtp.retry_initial, maximum=smtp.retry_max, give_up_after=smtp.give_up_after)
 
 
-def imap_endpoint(mailbox: MailboxSettings) -> ImapEndpoint:
+def imap_endpoint(mailbox: MailboxSettings, bearer: Bearer | None = None) -> ImapEndpoint:
     imap = mailbox.imap
     return ImapEndpoint(
         host=imap.host, port=imap.port, security=imap.security, username=imap.username,
         timeout_s=imap.timeout.total_seconds(), ca_file=imap.ca_file,
+        auth_hint=bearer.sign_in.remedy if bearer else "",
     )
 
 
-def open_imap(mailbox: MailboxSettings) -> ImapConnection:
-    """A logged-in connection to a mailbox's IMAP server."""
-    connection = ImapConnection(imap_endpoint(mailbox), mailbox.imap.password.reveal())
+def open_imap(mailbox: MailboxSettings, bearer: Bearer | None = None) -> ImapConnection:
+    """A logged-in connection to a mailbox's IMAP server (XOAUTH2 when given its sign-in's bearer)."""
+    if bearer is not None:
+        connection = ImapConnection(imap_endpoint(mailbox, bearer), bearer=bearer, clock=bearer.clock)
+    else:
+        connection = ImapConnection(imap_endpoint(mailbox), mailbox.imap.password.reveal())
     connection.open()
     return connection
 
 
 @contextmanager
-def imap_session(mailbox: MailboxSettings) -> Iterator[ImapConnection]:
+def imap_session(mailbox: MailboxSettings, bearer: Bearer | None = None) -> Iterator[ImapConnection]:
     """A logged-in connection, logged out afterwards whatever happens."""
-    connection = open_imap(mailbox)
+    connection = open_imap(mailbox, bearer)
     try:
         yield connection
     finally:
         connection.close()
+
+
+def _async_bearer(bearer: Bearer):
+    # The token store and the token endpoint block: keep them off the event loop.
+    async def token(refused: bool) -> str:
+        value, _expires_at = await asyncio.to_thread(bearer, refused)
+        return value
+
+    return token
 
 
 class Service:
@@ -119,6 +136,7 @@ class Service:
         self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
+        self.tokens = TokenStore(db)
 
     def _acknowledger(self, mailbox: str) -> Acknowledger:
         # Each mailbox acks with its own promise, branding and (optionally) templates.
@@ -139,7 +157,36 @@ class Service:
                                 timeout_s=smtp.timeout.total_seconds(), ca_file=smtp.ca_file)
         if self._smtp_tls is None and smtp.security != "none":
             self._smtp_tls = tls_context(smtp.ca_file)  # one CA store load, not one per connection
+        sign_in = smtp_sign_in(self.settings, self.tokens)
+        if sign_in is not None:
+            endpoint = dataclasses.replace(endpoint, auth_hint=sign_in.remedy)
+            return SmtpSender(endpoint, tls_context=self._smtp_tls, bearer=_async_bearer(Bearer(sign_in, self.clock)))
         return SmtpSender(endpoint, smtp.password.reveal() if smtp.password else None, self._smtp_tls)
+
+    def sign_in_problems(self) -> list[str]:
+        """OAuth2 sign-ins that need a person, each with what to run (for /healthz and systemctl status)."""
+        problems = []
+        for sign_in in all_sign_ins(self.settings, self.tokens):
+            ok, text = describe(sign_in, self.clock(), lambda value: value.isoformat(timespec="seconds"))
+            if not ok:
+                problems.append(f"{sign_in.label}: {text}")
+        return problems
+
+    def imap_sign_in(self, mailbox: MailboxSettings) -> SignIn | None:
+        """The OAuth2 sign-in a mailbox logs in with, if any."""
+        return imap_sign_in(mailbox, self.tokens)
+
+    def open_imap(self, mailbox: MailboxSettings) -> ImapConnection:
+        """A logged-in connection to the mailbox, by password or by its OAuth2 sign-in."""
+        return open_imap(mailbox, self._imap_bearer(mailbox))
+
+    def imap_session(self, mailbox: MailboxSettings) -> AbstractContextManager[ImapConnection]:
+        """`imap_session` with the mailbox's OAuth2 sign-in, if it has one."""
+        return imap_session(mailbox, self._imap_bearer(mailbox))
+
+    def _imap_bearer(self, mailbox: MailboxSettings) -> Bearer | None:
+        sign_in = self.imap_sign_in(mailbox)
+        return Bearer(sign_in, self.clock) if sign_in is not None else None
 
     def prepare(self, exclusive: bool = False) -> None:
         """Create or check the schema and align stored escalation times with the config.
@@ -185,7 +232,7 @@ class Service:
 
     def sync_mailbox(self, mailbox: MailboxSettings) -> list[FolderReport]:
         """Sync a mailbox's watched folder and Sent folder (blocking: runs in a thread)."""
-        with imap_session(mailbox) as connection:
+        with self.imap_session(mailbox) as connection:
             return [self.sync_inbox(connection, mailbox), *self.sync_sent(connection, mailbox)]
 
     def sync_inbox(self, connection: ImapConnection, mailbox: MailboxSettings,

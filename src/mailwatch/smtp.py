@@ -6,6 +6,7 @@ PermanentError (5xx for this message: record the server's answer, never retry).
 """
 
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -13,7 +14,7 @@ from types import TracebackType
 import aiosmtplib
 import structlog
 
-from mailwatch.errors import AuthenticationError, PermanentError, SmtpUnavailable, TransientError
+from mailwatch.errors import AuthenticationError, MailwatchError, PermanentError, SmtpUnavailable, TransientError
 from mailwatch.tls import security_hint, tls_context
 
 log = structlog.get_logger(__name__)
@@ -27,15 +28,21 @@ class SmtpEndpoint:
     username: str | None = None
     timeout_s: float = 30.0
     ca_file: Path | None = None
+    auth_hint: str = ""  # appended to a refused login, e.g. "run `mailwatch login --smtp`"
+
+
+# Gives a bearer token for AUTH XOAUTH2; called with refused=True after the server turned one down.
+BearerSource = Callable[[bool], Awaitable[str]]
 
 
 class SmtpSender:
     """An SMTP session; `async with` opens it, `send` delivers one message."""
 
     def __init__(self, endpoint: SmtpEndpoint, password: str | None = None,
-                 tls_context: ssl.SSLContext | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, bearer: BearerSource | None = None) -> None:
         self.endpoint = endpoint
         self._password = password
+        self._bearer = bearer
         self._tls_context = tls_context
         self._client: aiosmtplib.SMTP | None = None
 
@@ -63,17 +70,34 @@ class SmtpSender:
         where = f"{endpoint.host}:{endpoint.port}"
         try:
             await client.connect()
-            if endpoint.username:
-                await client.login(endpoint.username, self._password or "")
+            await self._log_in(client)
         except aiosmtplib.SMTPAuthenticationError as exc:
             await _quietly_close(client)
-            raise AuthenticationError(f"SMTP login refused by {where}: {exc.code} {exc.message}") from None
+            hint = f"; {endpoint.auth_hint}" if endpoint.auth_hint else ""
+            raise AuthenticationError(f"SMTP login refused by {where}: {exc.code} {exc.message}{hint}") from None
+        except MailwatchError:
+            await _quietly_close(client)  # no token could be had
+            raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             await _quietly_close(client)
             hint = security_hint("SMTP", endpoint.port, endpoint.security, exc)
             raise SmtpUnavailable(f"SMTP connection to {where} failed: {_answer(exc)}"
                                   + (f"; {hint}" if hint else "")) from None
         self._client = client
+
+    async def _log_in(self, client: aiosmtplib.SMTP) -> None:
+        username = self.endpoint.username
+        if not username:
+            return
+        if self._bearer is None:
+            await client.login(username, self._password or "")
+            return
+        try:
+            await client.auth_xoauth2(username, await self._bearer(False))
+        except aiosmtplib.SMTPAuthenticationError:
+            # A token we thought valid was refused: one fresh one, once.
+            log.info("smtp_token_refused_retrying", host=self.endpoint.host, username=username)
+            await client.auth_xoauth2(username, await self._bearer(True))
 
     def _tls(self) -> ssl.SSLContext:
         # Loading the CA store costs ~20 ms: callers that connect often pass one context in.

@@ -81,6 +81,8 @@ def http_get(port: int, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+    except urllib.error.URLError:
+        return 0, ""  # not listening yet
 
 
 @SQLITE_ONLY

@@ -7,7 +7,7 @@ so nothing sleeps.
 import asyncio
 import random
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from structlog.testing import capture_logs
@@ -22,7 +22,7 @@ from mailwatch.daemon.watchers import (
     WatcherHooks,
     Watchers,
 )
-from mailwatch.errors import AuthenticationError, TransientError
+from mailwatch.errors import AuthenticationError, SignInRequired, TransientError
 from mailwatch.pipeline.sync import FolderReport
 
 def fake_mailbox(name: str = "support", idle: bool = True, poll_interval: timedelta = timedelta(seconds=60),
@@ -31,6 +31,7 @@ def fake_mailbox(name: str = "support", idle: bool = True, poll_interval: timede
 
 
 MAILBOX = fake_mailbox()
+T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # what the watcher's clock says
 
 
 class RecordingStop(threading.Event):
@@ -59,6 +60,9 @@ class FakeConnection:
 
     def idle_wait(self, timeout_s: float, stop: threading.Event) -> None:
         self.idle_waits.append(timeout_s)
+
+    def credentials_expiring(self, now) -> bool:
+        return False  # a password login: it never expires
 
     def close(self) -> None:
         self.closed = True
@@ -93,7 +97,7 @@ class Script:
 
     def hooks(self) -> WatcherHooks:
         return WatcherHooks(connect=self.connect, sync=self.sync, synced=lambda m, r: self.reports.append(r),
-                            failed=self.failed)
+                            failed=self.failed, clock=lambda: T0)
 
 
 def watcher_for(script: Script, rng=None, mailbox=MAILBOX) -> tuple[MailboxWatcher, RecordingStop]:
@@ -194,6 +198,26 @@ def test_a_crash_that_is_not_transient_is_logged_with_its_traceback():
     assert isinstance(crash["exc_info"], ValueError) and crash["log_level"] == "error"
 
 
+def test_a_sign_in_that_needs_a_person_is_looked_at_again_every_poll_interval():
+    # The refusal is remembered (no provider request), so a new `mailwatch login` is found soon.
+    script = Script([SignInRequired("mailbox support: not signed in", code="not_signed_in",
+                                    remedy="run `mailwatch login support`")] * 3)
+    watcher, stop = watcher_for(script)
+    watcher.run()
+    assert stop.waits[:3] == [MAILBOX.poll_interval.total_seconds()] * 3
+
+
+def test_a_connection_whose_token_is_about_to_die_is_replaced():
+    # An OAuth2 login lasts as long as its token: the watcher reconnects instead of idling on.
+    expiring = FakeConnection(good_syncs=5)
+    expiring.credentials_expiring = lambda now: True
+    script = Script([expiring, FakeConnection(good_syncs=1)])
+    watcher, _stop = watcher_for(script)
+    watcher.run()
+    assert expiring.closed and expiring.good_syncs == 5  # never synced on, closed, replaced
+    assert len(script.reports) == 1  # the fresh connection synced
+
+
 def test_a_sent_watcher_keeps_the_sent_folder_in_idle_on_a_thread_of_its_own():
     # The Sent folder is watched like the inbox (IDLE, renewed), not polled by a job.
     connection = FakeConnection(idle=True, good_syncs=1)
@@ -213,7 +237,7 @@ def test_watchers_add_a_sent_watcher_only_for_a_mailbox_with_a_sent_folder():
     def refused(mailbox):
         raise TransientError("refused")
 
-    hooks = WatcherHooks(connect=refused, sync=None, synced=None, failed=lambda *_: None)
+    hooks = WatcherHooks(connect=refused, sync=None, synced=None, failed=lambda *_: None, clock=lambda: T0)
     settings = SimpleNamespace(mailboxes=[fake_mailbox("support", sent_folder="Sent"), fake_mailbox("sales")])
     watchers = Watchers()
     watchers.start(settings, hooks, sent_hooks=hooks)

@@ -159,11 +159,17 @@ def _plain_password_warnings(settings: Settings) -> tuple[str, ...]:
         (f"mailbox[{index}].imap", mailbox.imap) for index, mailbox in enumerate(settings.mailboxes)
     ]
     sections.append(("smtp", settings.smtp))
-    return tuple(
+    passwords = tuple(
         f"{settings.source}: {key}.password: a plain password in the config file; "
         "prefer password_file, password_env or password_credential"
         for key, section in sections
         if section is not None and section.password_source == "password"
+    )
+    return passwords + tuple(
+        f"{settings.source}: {key}.oauth2.client_secret: a plain client secret in the config file; "
+        "prefer client_secret_file, client_secret_env or client_secret_credential"
+        for key, section in sections
+        if section is not None and section.oauth2 is not None and section.oauth2.client_secret_source == "client_secret"
     )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mailwatch.config.calendar import CalendarSettings
+from mailwatch.config.oauth2 import OAuth2Settings, check_auth
 from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password
 from mailwatch.config.types import (
     ADDRESS,
@@ -193,10 +194,13 @@ class ImapSettings(_ServerSettings):
     password_credential: CredentialName | None = None
     ca_file: Path | None = None
     timeout: Duration = timedelta(seconds=30)
+    auth: Literal["password", "oauth2"] = "password"
+    oauth2: OAuth2Settings | None = None
 
     @model_validator(mode="after")
     def _read_password(self, info: ValidationInfo) -> ImapSettings:
-        resolve_password(self, info, required=True)
+        resolve_password(self, info, required=self.auth == "password")
+        check_auth(self, self.auth, self.oauth2, smtp=False)
         return self
 
 
@@ -222,6 +226,8 @@ class SmtpSettings(_ServerSettings):
     retry_initial: Duration = timedelta(seconds=30)
     retry_max: Duration = timedelta(minutes=30)
     give_up_after: Duration = timedelta(days=2)
+    auth: Literal["password", "oauth2"] = "password"
+    oauth2: OAuth2Settings | None = None
 
     @field_validator("from_")
     @classmethod
@@ -234,9 +240,12 @@ class SmtpSettings(_ServerSettings):
     @model_validator(mode="after")
     def _read_password(self, info: ValidationInfo) -> SmtpSettings:
         # Without a username we send without AUTH, so no password is needed.
-        resolve_password(self, info, required=self.username is not None)
+        resolve_password(self, info, required=self.username is not None and self.auth == "password")
         if self.username is None and self.password is not None:
             raise problem("required when a password is given", "username")
+        if self.username is None and self.auth == "oauth2":
+            raise problem("required with auth = \"oauth2\": the account that sends", "username")
+        check_auth(self, self.auth, self.oauth2, smtp=True)
         return self
 
     @property
@@ -540,6 +549,17 @@ class Settings(Model):
         if smtp is None and report is not None and report.to:
             raise problem("required when [report] to names recipients of the weekly report")
         return smtp
+
+    @model_validator(mode="after")
+    def _smtp_reuses_an_oauth2_mailbox(self) -> Settings:
+        reused = self.smtp.oauth2.mailbox if self.smtp and self.smtp.oauth2 else None
+        if reused is None:
+            return self
+        names = [mailbox.name for mailbox in self.mailboxes if mailbox.imap.auth == "oauth2"]
+        if reused not in names:
+            raise problem(f"no [[mailbox]] named {reused!r} signs in with oauth2 "
+                          f"(those that do: {', '.join(names) or 'none'})", "smtp", "oauth2", "mailbox")
+        return self
 
     def mailbox(self, name: str) -> MailboxSettings:
         """Return the mailbox called `name`; KeyError if there is none."""

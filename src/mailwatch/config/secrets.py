@@ -2,6 +2,7 @@
 
 A password is given by exactly one of `password`, `password_file`, `password_env` or
 `password_credential` (systemd's LoadCredential=); after loading, `password` holds it.
+An OAuth2 `client_secret` comes from the same four kinds of source.
 """
 
 from pathlib import Path
@@ -85,14 +86,14 @@ def _read_secret_file(path: Path, key: str) -> Secret:
 def _secret_from(section: Any, key: str, info: ValidationInfo) -> Secret:
     environ, _ = context_of(info)
     value = getattr(section, key)
-    if key == "password":
-        return value
-    if key == "password_file":
+    if key.endswith("_file"):
         return _read_secret_file(resolve_path(value, info), key)
-    if key == "password_env":
+    if key.endswith("_env"):
         if not environ.get(value):
             raise problem(f"environment variable {value} is not set or empty", key)
         return Secret(environ[value])
+    if not key.endswith("_credential"):
+        return value
     directory = environ.get(CREDENTIALS_DIRECTORY_ENV)
     if not directory:
         reason = f"${CREDENTIALS_DIRECTORY_ENV} is not set (needs LoadCredential= in the systemd unit)"
@@ -102,15 +103,20 @@ def _secret_from(section: Any, key: str, info: ValidationInfo) -> Secret:
 
 def resolve_password(section: Any, info: ValidationInfo, *, required: bool) -> None:
     """Check that at most one source is given, read it, and store it as section.password."""
-    given = [key for key in PASSWORD_KEYS if getattr(section, key) is not None]
+    resolve_secret(section, info, PASSWORD_KEYS, required=required)
+
+
+def resolve_secret(section: Any, info: ValidationInfo, keys: tuple[str, ...], *, required: bool) -> None:
+    """The same for any secret: `keys` are the plain key first, then _file, _env, _credential."""
+    given = [key for key in keys if getattr(section, key) is not None]
     if len(given) > 1:
-        raise problem(f"conflicts with {given[0]}: give only one password source", given[1])
+        raise problem(f"conflicts with {given[0]}: give only one {keys[0].replace('_', ' ')} source", given[1])
     if not given:
         if required:
-            raise problem("required: give one of " + ", ".join(PASSWORD_KEYS), "password")
+            raise problem("required: give one of " + ", ".join(keys), keys[0])
         return
     # The model is frozen; this is its own validator finishing construction.
-    object.__setattr__(section, "password", _secret_from(section, given[0], info))
+    object.__setattr__(section, keys[0], _secret_from(section, given[0], info))
 
 
 def mask_url_password(url: str) -> str:

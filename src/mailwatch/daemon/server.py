@@ -39,7 +39,7 @@ from mailwatch.db.lock import lock_sqlite
 from mailwatch.errors import AuthenticationError
 from mailwatch.pipeline.alerts import Notice
 from mailwatch.pipeline.sync import FolderReport
-from mailwatch.service import Service, open_imap
+from mailwatch.service import Service
 
 log = structlog.get_logger(__name__)
 
@@ -133,14 +133,17 @@ class Daemon:
         return server
 
     def _watcher_hooks(self) -> WatcherHooks:
-        return WatcherHooks(connect=open_imap, sync=self._sync_inbox,
+        # Through self.service, which a reload replaces: a new sign-in or password is used at once.
+        return WatcherHooks(connect=lambda mailbox: self.service.open_imap(mailbox), sync=self._sync_inbox,
                             synced=lambda mailbox, report: self.mailbox_synced(mailbox, report, self.clock()),
-                            failed=lambda mailbox, exc, _attempt: self.mailbox_failed(mailbox, exc, self.clock()))
+                            failed=lambda mailbox, exc, _attempt: self.mailbox_failed(mailbox, exc, self.clock()),
+                            clock=self.clock)
 
     def _sent_watcher_hooks(self) -> WatcherHooks:
         # Their own hooks: a Sent folder's trouble is logged, but it is not the mailbox's
         # incident (no alert, no recovery note), and the inbox watcher owns last_sync.
-        return WatcherHooks(connect=open_imap, sync=self._sync_sent, synced=self.sent_synced, failed=self.sent_failed)
+        return WatcherHooks(connect=lambda mailbox: self.service.open_imap(mailbox), sync=self._sync_sent,
+                            synced=self.sent_synced, failed=self.sent_failed, clock=self.clock)
 
     def use(self, settings: Settings, service: Service) -> None:
         """Run on new settings from now on (a reload)."""
@@ -177,7 +180,7 @@ class Daemon:
         self.metrics.imap_errors.labels(mailbox.name).inc()
         if isinstance(exc, AuthenticationError):
             log.error("imap_login_refused", mailbox=mailbox.name, error=str(exc),
-                      hint="check the password source, then `systemctl reload mailwatch`")
+                      hint=getattr(exc, "remedy", "check the password source, then `systemctl reload mailwatch`"))
         return self.send_notice(self.health.failed(mailbox_component(mailbox.name), str(exc), now))
 
     def _sync_sent(self, connection, mailbox: MailboxSettings, stop: threading.Event) -> FolderReport:
@@ -210,11 +213,19 @@ class Daemon:
     def status_line(self) -> str:
         failing = [incident.component for incident in self.health.failing()]
         text = f"logged {self.stats['logged']}, sent {self.stats['sent']}, escalated {self.stats['escalated']}"
-        return text + (f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK")
+        text += f"; FAILING: {', '.join(failing)}" if failing else "; all mailboxes OK"
+        return text + "".join(f"; {problem}" for problem in self._sign_in_problems())
 
     def health_problems(self) -> list[str]:
         """Why /healthz fails right now (empty when healthy)."""
-        return self.health.problems(self.settings.mailboxes, self.clock())
+        return self.health.problems(self.settings.mailboxes, self.clock()) + self._sign_in_problems()
+
+    def _sign_in_problems(self) -> list[str]:
+        # An SMTP sign-in that died cannot mail its own alert: say so wherever else we can.
+        try:
+            return self.service.sign_in_problems()
+        except Exception:  # noqa: BLE001 - a status line must never fail
+            return []
 
     async def _signal_ready(self) -> None:
         """READY once every mailbox has synced; one that is down holds it back only its imap.timeout."""

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from mailwatch.clock import Clock
 from mailwatch.config import MailboxSettings, Settings
-from mailwatch.errors import AuthenticationError, TransientError
+from mailwatch.errors import AuthenticationError, SignInRequired, TransientError
 from mailwatch.imap import ImapConnection
 from mailwatch.pipeline.sync import FolderReport
 from mailwatch.retry import backoff_s
@@ -40,6 +41,7 @@ class WatcherHooks:
     sync: Callable[[ImapConnection, MailboxSettings, threading.Event], FolderReport]
     synced: Callable[[MailboxSettings, FolderReport], None]
     failed: Callable[[MailboxSettings, Exception, int], None]
+    clock: Clock  # the daemon's: when a connection's sign-in is about to expire
 
 
 def idle_renewal_s(mailbox: MailboxSettings) -> float:
@@ -96,7 +98,8 @@ class MailboxWatcher:
     def _watch(self, connection: ImapConnection) -> None:
         use_idle = self.mailbox.idle and connection.supports_idle()
         log.info("mailbox_watching", mailbox=self.mailbox.name, folder=self.folder, mode="idle" if use_idle else "poll")
-        while not self.stopping.is_set():
+        # An OAuth2 login lasts as long as its token: reconnect with a fresh one before it dies.
+        while not self.stopping.is_set() and not connection.credentials_expiring(self.hooks.clock()):
             report = self.hooks.sync(connection, self.mailbox, self.stopping)
             self.attempt = 0  # only a good sync proves the trouble is over
             self.hooks.synced(self.mailbox, report)
@@ -109,7 +112,11 @@ class MailboxWatcher:
         self.attempt += 1
         attempt = self.attempt
         self.hooks.failed(self.mailbox, exc, attempt)
-        if isinstance(exc, AuthenticationError):
+        if isinstance(exc, SignInRequired):
+            # The refusal is remembered, so this asks the database, not the provider; a new
+            # `mailwatch login` is picked up within one poll interval, without a restart.
+            delay = self.mailbox.poll_interval.total_seconds()
+        elif isinstance(exc, AuthenticationError):
             delay = AUTH_RETRY_S
         else:
             delay = backoff_s(attempt, RETRY_INITIAL_S, RETRY_MAX_S, self.rng)

@@ -260,3 +260,31 @@ class ServiceState(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class OAuth2Token(Base):
+    """One OAuth2 sign-in's tokens, shared by every instance using this database.
+
+    `version` grows with each write; a refresh writes only if the version is still the
+    one it read (compare-and-set), so two instances never overwrite a newer token.
+    """
+
+    __tablename__ = "oauth2_tokens"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)  # "mailbox:support", "smtp"
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    provider: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(String(255))
+    flow: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(320), default="")  # who signed in, for people
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signed_in_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure: Mapped[str | None] = mapped_column(Text)  # the provider's error code and words, never a token
+
+    def __repr__(self) -> str:
+        return f"OAuth2Token({self.key!r}, version={self.version}, account={self.account!r})"

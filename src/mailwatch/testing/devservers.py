@@ -6,6 +6,8 @@ test can use a fresh, empty account. Never used by the service itself.
 """
 
 import asyncio
+import base64
+import binascii
 import grp
 import os
 import pwd
@@ -16,7 +18,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +45,7 @@ ssl = yes
 ssl_cert = <{root}/tls/server.pem
 ssl_key = <{root}/tls/server.key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {user}
@@ -50,7 +53,7 @@ mail_location = maildir:{root}/mail/%u
 mail_uid = {user}
 mail_gid = {group}
 first_valid_uid = 0
-passdb {{
+{oauth2_passdb}passdb {{
   driver = static
   args = password={password}
 }}
@@ -77,6 +80,21 @@ namespace inbox {{
     special_use = \\Sent
   }}
 }}
+"""
+# Bearer tokens are checked by asking an introspection endpoint (RFC 7662) over POST.
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
 """
 SERVICES_AS_USER = ("anvil", "auth", "auth-worker", "config", "dict", "imap", "indexer-worker", "log", "stats")
 
@@ -126,11 +144,13 @@ class Dovecot:
     password: str = "secret"
     host: str = "127.0.0.1"
     process: subprocess.Popen | None = None
+    oauth2_introspection_url: str | None = None  # also accept XOAUTH2 bearer tokens this endpoint knows
 
     @classmethod
-    def create(cls, root: Path | None = None) -> "Dovecot":
+    def create(cls, root: Path | None = None, oauth2_introspection_url: str | None = None) -> "Dovecot":
         root = Path(root or tempfile.mkdtemp(prefix="mailwatch-dovecot-"))
-        server = cls(root=root, port=free_port(), tls_port=free_port(), ca_file=make_tls_files(root / "tls"))
+        server = cls(root=root, port=free_port(), tls_port=free_port(), ca_file=make_tls_files(root / "tls"),
+                     oauth2_introspection_url=oauth2_introspection_url)
         server._write_config()
         return server
 
@@ -138,10 +158,19 @@ class Dovecot:
         user, group = self._run_as()
         for sub in ("run", "state", "mail"):
             (self.root / sub).mkdir(exist_ok=True)
+        oauth2 = self.oauth2_introspection_url
+        if oauth2:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(OAUTH2_CONF.format(url=oauth2))
         conf = DOVECOT_CONF.format(root=self.root, port=self.port, tls_port=self.tls_port,
-                                   user=user, group=group, password=self.password)
+                                   user=user, group=group, password=self.password,
+                                   mechanisms="plain login xoauth2 oauthbearer" if oauth2 else "plain login",
+                                   oauth2_passdb=OAUTH2_PASSDB.format(root=self.root) if oauth2 else "")
         conf += "".join(f"service {name} {{\n  user = {user}\n}}\n" for name in SERVICES_AS_USER)
         conf += "service anvil {\n  chroot =\n}\n"
+        if oauth2:
+            # Dovecot slows logins after failures from an address; a test's refused tokens would
+            # then delay the next login past its short-lived token's life.
+            conf += "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
         (self.root / "dovecot.conf").write_text(conf)
         if os.geteuid() == 0:
             self.root.chmod(0o755)
@@ -235,12 +264,32 @@ class ReceivedMail:
 class SinkHandler:
     """aiosmtpd handler: records mail; answers with scripted errors when told to."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_bearer: Callable[[str], str | None] | None = None) -> None:
+        self.check_bearer = check_bearer  # token → whose it is (None: refused); None: no XOAUTH2
+        self.logins: list[str] = []  # accounts that AUTH XOAUTH2 accepted, in order
+        self.refused_logins = 0
         self.received: list[ReceivedMail] = []
         self.scripted: list[str] = []  # answers to the next DATA commands, e.g. "451 4.3.0 busy"
         self.rejected: set[str] = set()  # recipients answered with 550
         self.mail_delay_s = 0.0  # a slow server: MAIL FROM waits this long
         self.lock = threading.Lock()
+
+    async def auth_XOAUTH2(self, server, args):  # noqa: N802 - aiosmtpd's name for the mechanism
+        """AUTH XOAUTH2: base64 of "user=…^Aauth=Bearer …^A^A", checked by asking `check_bearer`."""
+        from aiosmtpd.smtp import AuthResult
+
+        blob = args[1].encode() if len(args) > 1 else await server.challenge_auth("", encode_to_b64=False)
+        user, token = _xoauth2_parts(blob)
+        account = self.check_bearer(token) if self.check_bearer and token else None
+        if account is not None and user is not None and account.lower() == user.lower():
+            with self.lock:
+                self.logins.append(user)
+            return AuthResult(success=True, auth_data=user)
+        with self.lock:
+            self.refused_logins += 1
+        # As Google does: an error challenge, the client's empty answer, then 535.
+        await server.challenge_auth(base64.b64encode(b'{"status":"401","schemes":"bearer"}'), encode_to_b64=False)
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and token not accepted")
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802 - aiosmtpd's name
         await asyncio.sleep(self.mail_delay_s)
@@ -263,11 +312,24 @@ class SinkHandler:
         return "250 2.0.0 Message accepted"
 
 
-class SmtpSink:
-    """A real SMTP server on loopback that keeps what it receives."""
+def _xoauth2_parts(blob: bytes | object) -> tuple[str | None, str | None]:
+    try:
+        text = base64.b64decode(blob).decode() if isinstance(blob, (bytes, str)) else ""
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
+    auth = fields.get("auth", "")
+    return fields.get("user"), auth[len("Bearer "):] if auth.startswith("Bearer ") else None
 
-    def __init__(self, port: int | None = None) -> None:
-        self.handler = SinkHandler()
+
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives.
+
+    With `check_bearer`, it demands AUTH XOAUTH2 (on plain loopback) before accepting mail.
+    """
+
+    def __init__(self, port: int | None = None, check_bearer: Callable[[str], str | None] | None = None) -> None:
+        self.handler = SinkHandler(check_bearer)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.controller = None
@@ -276,7 +338,12 @@ class SmtpSink:
         """Listen on the sink's port (again, after a stop: what it received is kept)."""
         from aiosmtpd.controller import Controller  # a test/demo dependency only
 
-        self.controller = Controller(self.handler, hostname=self.host, port=self.port)
+        oauth2 = self.handler.check_bearer is not None
+        # AUTH without TLS is what the test wants on loopback; aiosmtpd warns about it at every start.
+        warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+        self.controller = Controller(self.handler, hostname=self.host, port=self.port,
+                                     auth_require_tls=not oauth2, auth_required=oauth2,
+                                     auth_exclude_mechanism=["LOGIN", "PLAIN"] if oauth2 else None)
         self.controller.start()
 
     def stop(self) -> None:
