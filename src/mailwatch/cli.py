@@ -4,6 +4,8 @@ import argparse
 import asyncio
 import json
 import os
+import select
+import shutil
 import sys
 import time as time_module
 from collections.abc import Callable, Mapping, Sequence
@@ -14,14 +16,15 @@ import structlog
 
 from mailwatch import __version__, daemon
 from mailwatch.businesstime import time_left
-from mailwatch.clock import system_clock
+from mailwatch.clock import iso_utc, system_clock
 from mailwatch.config import Settings, default_config_path, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
 from mailwatch.db.models import Thread
-from mailwatch.db.queries import list_threads
+from mailwatch.db.queries import escalations_sent, list_threads
 from mailwatch.durations import rounded
-from mailwatch.errors import ConfigError, MailwatchError
+from mailwatch.errors import ConfigError, MailwatchError, NoSuchThread, TemplateProblem
+from mailwatch.imap import FolderStatus, ImapConnection
 from mailwatch.logs import configure_logging
 from mailwatch.oauth2.client import DeviceCode
 from mailwatch.oauth2.device import DeviceFlowEnded, device_login
@@ -33,49 +36,96 @@ from mailwatch.reports import build_period, build_report, render_text, scope_for
 from mailwatch.reports.csv import write_csv
 from mailwatch.reports.html import render_html
 from mailwatch.reports.period import parse_when
-from mailwatch.service import Service
-from mailwatch.sla import human_time
+from mailwatch.service import Service, ThreadChange
+from mailwatch.sla import ThreadStatus, human_time
+from mailwatch.templates import one_line
+from mailwatch.wording import counted
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_USAGE = 64  # sysexits' EX_USAGE: the command line itself is wrong (apart from 2, the configuration)
+EXIT_CODES_HELP = """\
+exit codes:
+  0   success
+  1   a server or the database failed (IMAP, SMTP, SQL); trying again may help
+  2   the configuration or a template is wrong, or started as root without --allow-root
+  3   `login`: the person signing in declined
+  4   `login`: the code expired before anyone signed in
+  64  the command line is wrong: an unknown option, a bad argument, no such ticket
+"""
+CONFIG_HELP = "TOML file (default: $MAILWATCH_CONFIG or /etc/mailwatch/mailwatch.toml)"
 ALLOW_ROOT_ENV = "MAILWATCH_ALLOW_ROOT"  # "1" does what --allow-root does (containers that only run as root)
 EXIT_DECLINED, EXIT_EXPIRED = 3, 4  # `mailwatch login`: the person said no, or nobody signed in in time
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with mailwatch's usage exit code, so 2 keeps meaning "the configuration"."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailwatch", description="Make sure no support email goes unanswered.")
-    parser.add_argument("--config", type=Path, help="TOML file (default: $MAILWATCH_CONFIG or /etc/mailwatch/mailwatch.toml)")
+    parser = _Parser(prog="mailwatch", description="Make sure no support email goes unanswered.",
+                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
     parser.add_argument("--version", action="version", version=f"mailwatch {__version__}")
-    parser.add_argument("--allow-root", action="store_true", help="run even as root (not recommended)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = commands.add_parser("check", help="validate the config; without --offline also reach the servers")
+    parser.add_argument("--allow-root", action="store_true",
+                        help=f"run even as root (not recommended; or {ALLOW_ROOT_ENV}=1)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    check = _command(commands, "check", "validate the configuration and templates; without --offline "
+                                        "also log in to IMAP and SMTP and reach the database")
     check.add_argument("--offline", action="store_true", help="validate without connecting anywhere")
-    db = commands.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade"])
-    commands.add_parser("run", help="the daemon: watch, acknowledge and escalate until stopped")
-    commands.add_parser("poll", help="one full cycle, then exit")
-    threads = commands.add_parser("threads", help="list conversations")
+    db = _command(commands, "db", "manage the database schema")
+    _command(db.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions"),
+             "upgrade", "apply the Alembic migrations up to this version's schema")
+    _command(commands, "run", "the daemon: watch, log, acknowledge and escalate until SIGTERM or SIGINT")
+    _command(commands, "poll", "one full cycle (sync every mailbox, sweep, send), then exit")
+    threads = _command(commands, "threads", "list conversations with their status, deadline and time left")
     threads.add_argument("--open", action="store_true", help="only open threads, most urgent first")
-    threads.add_argument("--json", action="store_true", help="machine-readable output")
-    report = commands.add_parser("report", help="volumes, response times and the SLA over a period")
+    threads.add_argument("--json", action="store_true", help="machine-readable output, times in UTC")
+    report = _command(commands, "report", "volumes, response times, the SLA and top questions over a period")
     report.add_argument("--since", type=_when, help="YYYY-MM-DD (in service.timezone) or 7d, 30d back (default: 7d)")
     report.add_argument("--until", type=_when, help="YYYY-MM-DD, that day included, or 7d back (default: now)")
     report.add_argument("--mailbox", metavar="NAME", help="only this [[mailbox]]")
     output = report.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--json", action="store_true", help="machine-readable output, times in UTC")
     output.add_argument("--csv", type=Path, metavar="DIR", help="write one CSV file per table into DIR")
     output.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained HTML page")
-    thread = commands.add_parser("thread", help="change one thread by hand")
-    thread.add_argument("action", choices=["answered", "close", "reopen"])
-    thread.add_argument("ticket", type=_ticket)
-    login = commands.add_parser(
-        "login", help="sign a mailbox (or SMTP) in with OAuth2, once: the device flow",
-        epilog="Exit codes: 0 signed in, 1 failed, 2 nothing to sign in, 3 declined, 4 code expired.")
+    thread = _command(commands, "thread", "change one conversation by hand")
+    _thread_actions(thread.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions"))
+    login = _command(commands, "login", "sign a mailbox (or SMTP) in with OAuth2, once: the device flow",
+                     epilog="Exit codes: 0 signed in, 1 failed, 2 nothing to sign in, 3 declined, 4 code expired.")
     login.add_argument("mailbox", nargs="?", help="the [[mailbox]] name whose [mailbox.imap.oauth2] to sign in")
     login.add_argument("--smtp", action="store_true", help="sign in [smtp.oauth2] instead")
     login.add_argument("--status", action="store_true", help="list every OAuth2 sign-in and its state")
     return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, epilog: str | None = None
+             ) -> argparse.ArgumentParser:
+    """A (sub)command with its one-line summary, accepting --config after its name too."""
+    command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                  epilog=epilog)
+    # SUPPRESS: when given only before the command, the subcommand must not reset it to None.
+    command.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    return command
+
+
+def _thread_actions(actions: argparse._SubParsersAction) -> None:
+    for name, summary in THREAD_ACTIONS.items():
+        action = _command(actions, name, summary)
+        action.add_argument("ticket", type=_ticket, metavar="TICKET", help="the ticket number, e.g. 1042 or #1042")
+
+
+# What each `mailwatch thread ACTION` does, as its help says.
+THREAD_ACTIONS = {
+    "answered": "stop the clock: staff answered another way (phone, another channel); no more escalations",
+    "close": "end the conversation: nothing more is expected of staff, even if the customer writes again",
+    "reopen": "start a new clock from now, as if the customer had just written again",
+}
 
 
 def _ticket(text: str) -> int:
@@ -95,6 +145,17 @@ def _when(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here or in a print
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        return _quiet_after_reader_left()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if refused_as_root(args.allow_root, os.geteuid(), os.environ):
         print("mailwatch: refusing to run as root: it parses mail anyone can send and needs no privileges; "
@@ -110,9 +171,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](settings, args)
     except MailwatchError as exc:
-        log.error("command_failed", command=args.command, error=str(exc))
-        print(f"mailwatch: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        # Printed once, here: the command's own log line would say the same again.
+        print(exc if isinstance(exc, ConfigError) else f"mailwatch: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+
+
+def exit_code_for(exc: MailwatchError) -> int:
+    """README's exit codes: 2 the configuration or a template, 64 the command line, 1 a server or database."""
+    if isinstance(exc, ConfigError | TemplateProblem):
+        return EXIT_CONFIG
+    if isinstance(exc, NoSuchThread):
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
+def _stdout_reader_gone() -> bool:
+    # Only a closed stdout is "the reader has what it wanted"; any other broken pipe is a bug.
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return any(events & select.POLLERR for _fd, events in poller.poll(0))
+
+
+def _quiet_after_reader_left() -> int:
+    # `mailwatch threads | head -1`: not a failure. Point stdout at /dev/null so the
+    # interpreter's last flush of what is still buffered cannot raise again at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
 
 
 def refused_as_root(allow_root: bool, euid: int, environ: Mapping[str, str]) -> bool:
@@ -148,14 +237,41 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if settings.smtp is not None:
         asyncio.run(service.check_smtp())
-        print(f"smtp: {settings.smtp.host}:{settings.smtp.port} accepted the login")
-    for mailbox in settings.mailboxes:
-        with service.imap_session(mailbox) as connection:
-            for folder in filter(None, [mailbox.folder, mailbox.sent_folder]):
-                status = connection.select(folder)
-                print(f"mailbox {mailbox.name}: {folder} has {status.exists} messages")
+        where = f"{settings.smtp.host}:{settings.smtp.port}"
+        # Without a username nobody logs in: saying "accepted the login" would claim a check never made.
+        print(f"smtp: {where} accepted the login" if settings.smtp.username else
+              f"smtp: {where} connected (no username configured, so no login tried)")
+    for index, mailbox in enumerate(settings.mailboxes):
+        check_mailbox(settings, service, index, mailbox)
     print(f"{settings.source}: OK")
     return EXIT_OK
+
+
+def check_mailbox(settings: Settings, service: Service, index: int, mailbox) -> None:
+    """Log in (by password or OAuth2) and open the watched and the Sent folder, printing how full each is."""
+    with service.imap_session(mailbox) as connection:
+        for key, folder in (("folder", mailbox.folder), ("sent_folder", mailbox.sent_folder)):
+            if folder:
+                status = select_folder(connection, f"{settings.source}: mailbox[{index}].{key}", folder,
+                                       mailbox.imap.host)
+                print(f"mailbox {mailbox.name}: {folder} has {counted(status.exists, 'message')}")
+
+
+def select_folder(connection: ImapConnection, key: str, folder: str, host: str) -> FolderStatus:
+    """SELECT `folder`; a folder the server does not have is a configuration error naming the key."""
+    try:
+        return connection.select(folder)
+    except MailwatchError:
+        folders = connection.list_folders()
+        if folder in {name for name, _flags in folders}:
+            raise  # it exists: the failure is the server's, not the configuration's
+        raise ConfigError([f'{key}: no folder "{folder}" on {host}; the server has: {folder_list(folders)}']) from None
+
+
+def folder_list(folders: list[tuple[str, tuple[str, ...]]]) -> str:
+    """'INBOX, Sent (\\Sent), Drafts': the special-use flag marks the folder meant for sent mail."""
+    marked = [name + (r" (\Sent)" if "\\Sent" in flags else "") for name, flags in folders]
+    return ", ".join(marked) or "no folders at all"
 
 
 def check_sign_ins(settings: Settings, store: TokenStore, schema_current: bool = True) -> bool:
@@ -249,31 +365,54 @@ def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     service = Service(settings, Database(settings.service.database), system_clock)
     service.prepare(exclusive=lock is not None)
     report = asyncio.run(service.run_once())
-    print(f"logged {report.logged} new messages, escalated {len(report.sweep.escalated)} steps, "
-          f"sent {report.outbox.sent} emails ({report.outbox.deferred} deferred, {report.outbox.failed} failed)")
-    for name, error in report.failed_mailboxes.items():
-        print(f"mailbox {name} failed: {error}", file=sys.stderr)
+    print(poll_summary(report))
     return EXIT_FAILURE if report.failed_mailboxes else EXIT_OK
+
+
+def poll_summary(report) -> str:
+    """'logged 1 new message, escalated 1 step, sent 1 email (0 deferred, 0 failed)'."""
+    outbox = report.outbox
+    text = (f"logged {counted(report.logged, 'new message')}, escalated {counted(len(report.sweep.escalated), 'step')}, "
+            f"sent {counted(outbox.sent, 'email')} ({outbox.deferred} deferred, {outbox.failed} failed)")
+    # Each failure's error is already in the log (mailbox_sync_failed); name the mailboxes only.
+    failed = report.failed_mailboxes
+    return text + (f"; {counted(len(failed), 'mailbox', 'mailboxes')} failed: {', '.join(failed)}" if failed else "")
 
 
 def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     with db.session() as session:
         threads = list_threads(session, open_only=args.open)
+        sent = escalations_sent(session) if args.json else {}
     policies = build_policies(settings)
     if args.json:
-        print(json.dumps([thread_json(thread, policies) for thread in threads], indent=2))
+        print(json.dumps([thread_json(thread, policies, sent.get(thread.id, 0)) for thread in threads], indent=2))
     else:
-        print(threads_table(threads, settings, system_clock(), policies))
+        print(threads_table(threads, settings, system_clock(), terminal_width(), policies))
     return EXIT_OK
 
 
 def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     service = Service(settings, db, system_clock)
-    status = service.set_thread_status(args.ticket, args.action)
-    print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {status}")
+    change = service.set_thread_status(args.ticket, args.action)
+    print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {thread_change_text(change, settings)}")
     return EXIT_OK
+
+
+def thread_change_text(change: ThreadChange, settings: Settings) -> str:
+    """'answered', or why nothing changed: 'already answered at … via sent-folder by alice@…'."""
+    if change.changed:
+        return change.status
+    if change.status == ThreadStatus.ANSWERED:
+        at = human_time(change.answered_at, settings.service.tz)
+        return f"already answered at {at} {answered_how(change.answered_via, change.answered_by)}"
+    return f"already {change.status}"
+
+
+def answered_how(via: str | None, by: str | None) -> str:
+    """'via sent-folder by alice@acme.example', 'via command'."""
+    return f"via {via}" + (f" by {by}" if by else "")
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
@@ -296,12 +435,8 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def thread_json(thread: Thread, policies: Policies | None = None) -> dict:
-    """The `threads --json` object; times in ISO 8601 UTC, `clock` the deadline's clock."""
+def thread_json(thread: Thread, policies: Policies | None = None, escalations: int = 0) -> dict:
+    """The `threads --json` object; times in ISO 8601 UTC ('Z'), `clock` the deadline's clock."""
     clock = policies.for_mailbox(thread.mailbox).clock.label if policies else "elapsed"
     return {
         "ticket": thread.id,
@@ -310,38 +445,105 @@ def thread_json(thread: Thread, policies: Policies | None = None) -> dict:
         "customer": thread.customer_address,
         "customer_name": thread.customer_name,
         "status": thread.status,
-        "first_received_at": _iso(thread.first_received_at),
-        "last_customer_at": _iso(thread.last_customer_at),
-        "deadline_at": _iso(thread.deadline_at),
+        "first_received_at": iso_utc(thread.first_received_at),
+        "last_customer_at": iso_utc(thread.last_customer_at),
+        "deadline_at": iso_utc(thread.deadline_at),
         "clock": clock,
-        "answered_at": _iso(thread.answered_at),
+        "answered_at": iso_utc(thread.answered_at),
         "answered_via": thread.answered_via,
         "answered_auth": thread.answered_auth,  # "dmarc", "dkim", "microsoft365", "imap-login", …
         "answered_by": thread.answered_by,
-        "escalation_level": thread.escalation_level,
+        "escalation_level": thread.escalation_level,  # steps passed, skipped ones included
+        "escalations_sent": escalations,  # steps that went out by email, this clock
         "messages": thread.message_count,
     }
 
 
-def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime,
+# Columns that give way, in this order and down to these widths, when the table is wider
+# than the terminal; tickets, statuses and times are never cut.
+SHRINKABLE_COLUMNS = {"SUBJECT": 12, "CUSTOMER": 16, "ANSWERED": 12}
+# Left out, in this order, when even the cut columns do not fit (80 columns keep the rest).
+DROPPABLE_COLUMNS = ("MSGS", "RECEIVED", "ANSWERED")
+THREAD_COLUMNS = ("TICKET", "STATUS", "RECEIVED", "DEADLINE", "LEFT", "MSGS", "CUSTOMER", "ANSWERED", "SUBJECT")
+COLUMN_GAP = "  "
+
+
+def terminal_width() -> int | None:
+    """The terminal's columns ($COLUMNS wins); None when stdout is no terminal (a pipe, a file)."""
+    columns = shutil.get_terminal_size((0, 0)).columns
+    return columns or None
+
+
+def threads_table(threads: Sequence[Thread], settings: Settings, now: datetime, width: int | None = None,
                   policies: Policies | None = None) -> str:
-    """A table for people: local times, time left (business time on a calendar), subject cut to fit."""
+    """A table for people: local times in a named zone, time left (business time on a calendar),
+    who answered, fitted to `width`."""
     if not threads:
         return "no threads"
     policies = policies or build_policies(settings)
-    rows = [("TICKET", "STATUS", "RECEIVED", "DEADLINE", "LEFT", "MSGS", "CUSTOMER", "SUBJECT")]
-    for thread in threads:
-        own = policies.for_mailbox(thread.mailbox)
-        tz, calendar = own.branding.tz, own.clock.calendar  # the mailbox's local time and clock
-        left = format_left(time_left(now, thread.deadline_at, calendar)) if thread.deadline_at else "-"
-        rows.append((
-            ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
-            thread.first_received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            thread.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if thread.deadline_at else "-",
-            left, str(thread.message_count), thread.customer_address, thread.subject[:60],
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows)
+    zones = {str(policies.for_mailbox(thread.mailbox).branding.tz) for thread in threads}
+    # One zone (the usual case) is named once above the table; mailboxes in different
+    # zones (a calendar of their own) put the zone's abbreviation beside each time.
+    stamp = "%Y-%m-%d %H:%M" if len(zones) == 1 else "%Y-%m-%d %H:%M %Z"
+    rows = [dict(zip(THREAD_COLUMNS, _thread_row(thread, settings, now, policies, stamp), strict=True))
+            for thread in threads]
+    natural = {name: max(len(name), *(len(row[name]) for row in rows)) for name in THREAD_COLUMNS}
+    widths = fit_widths(natural, width)
+    lines = [COLUMN_GAP.join(cut(row[name], w).ljust(w) for name, w in widths.items()).rstrip()
+             for row in [{name: name for name in THREAD_COLUMNS}, *rows]]
+    if len(zones) == 1:
+        tz = policies.for_mailbox(threads[0].mailbox).branding.tz
+        zone = f"Times in {zones.pop()}; now {now.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+    else:
+        tz = settings.service.tz
+        zone = f"Times in each mailbox's zone; now {now.astimezone(tz):%Y-%m-%d %H:%M %Z} ({settings.service.timezone})"
+    return "\n".join([cut(zone, width or len(zone)), *lines])
+
+
+def _thread_row(thread: Thread, settings: Settings, now: datetime, policies: Policies, stamp: str) -> tuple[str, ...]:
+    own = policies.for_mailbox(thread.mailbox)
+    tz, calendar = own.branding.tz, own.clock.calendar  # the mailbox's local time and clock
+    # A reopened thread's old answer is not an answer to what the customer now waits for.
+    answered = thread.answered_via and thread.status != ThreadStatus.OPEN
+    return (
+        ticket_label(settings.service.ticket_prefix, thread.id), thread.status,
+        thread.first_received_at.astimezone(tz).strftime(stamp),
+        thread.deadline_at.astimezone(tz).strftime(stamp) if thread.deadline_at else "-",
+        format_left(time_left(now, thread.deadline_at, calendar)) if thread.deadline_at else "-",
+        str(thread.message_count), thread.customer_address,
+        answered_how(thread.answered_via, thread.answered_by) if answered else "-", one_line(thread.subject),
+    )
+
+
+def fit_widths(natural: dict[str, int], limit: int | None) -> dict[str, int]:
+    """The columns to show and their widths: cut the shrinkable ones, then leave out droppable ones."""
+    widths = dict(natural)
+    for dropped in (None, *DROPPABLE_COLUMNS):
+        widths.pop(dropped, None)
+        fitted = _narrowed(widths, limit)
+        if limit is None or _table_width(fitted) <= limit:
+            return fitted
+    return fitted
+
+
+def _narrowed(widths: dict[str, int], limit: int | None) -> dict[str, int]:
+    fitted = dict(widths)
+    excess = _table_width(fitted) - limit if limit else 0
+    for name, minimum in SHRINKABLE_COLUMNS.items():
+        if name in fitted and excess > 0:
+            cut_by = max(0, min(excess, fitted[name] - minimum))
+            fitted[name] -= cut_by
+            excess -= cut_by
+    return fitted
+
+
+def _table_width(widths: dict[str, int]) -> int:
+    return sum(widths.values()) + len(COLUMN_GAP) * (len(widths) - 1)
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, an ellipsis marking a cut."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def format_left(left: timedelta) -> str:

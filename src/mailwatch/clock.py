@@ -14,3 +14,12 @@ Clock = Callable[[], datetime]
 def system_clock() -> datetime:
     """The wall clock, in UTC."""
     return datetime.now(UTC)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """A time for JSON output: ISO 8601 in UTC with 'Z', the one format every command writes."""
+    if value is None:
+        return None
+    # SQLite hands back stored UTC times without tzinfo; they are UTC all the same.
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -76,8 +76,18 @@ def format_duration(duration: timedelta) -> str:
     return " ".join(parts) or "0s"
 
 
+def to_the_second(duration: timedelta) -> str:
+    """A measured duration for logs and reasons, like the configuration writes it: '3d 31s', '20h'."""
+    return format_duration(timedelta(seconds=round(duration.total_seconds())))
+
 
 def rounded(duration: timedelta) -> str:
     """A duration to the minute for people: '23h 59m', 'under a minute'."""
     minutes = int(abs(duration).total_seconds() // 60)
     return format_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
+
+
+def within(duration: timedelta) -> str:
+    """'within 2h 5m', 'within a minute': `rounded` after "within" without saying "within under"."""
+    minutes = int(abs(duration).total_seconds() // 60)
+    return f"within {format_duration(timedelta(minutes=minutes))}" if minutes else "within a minute"

@@ -17,6 +17,10 @@ class ConfigError(MailwatchError):
         super().__init__("\n".join(self.problems))
 
 
+class NoSuchThread(MailwatchError):
+    """The command names a ticket that does not exist: fix the command line (exit code 64)."""
+
+
 class InstanceLocked(MailwatchError):
     """Another mailwatch process works on the same SQLite database: do not start."""
 

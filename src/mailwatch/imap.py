@@ -19,7 +19,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailwatch.errors import AuthenticationError, MailwatchError, TransientError
-from mailwatch.tls import tls_context
+from mailwatch.tls import security_hint, tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +114,9 @@ class ImapConnection:
             raise TransientError(f"IMAP TLS certificate of {where} not trusted: {exc.verify_message}") from None
         except (OSError, IMAPClientError) as exc:
             self.close()
-            raise TransientError(f"IMAP connection to {where} failed: {_describe(exc)}") from None
+            hint = security_hint("IMAP", self.endpoint.port, self.endpoint.security, exc)
+            raise TransientError(f"IMAP connection to {where} failed: {_describe(exc)}"
+                                 + (f"; {hint}" if hint else "")) from None
         self._client.normalise_times = False  # keep INTERNALDATE's offset: we store UTC
 
     def _log_in(self, token: tuple[str, datetime] | None) -> None:
@@ -171,6 +173,12 @@ class ImapConnection:
             exists=int(info.get(b"EXISTS", 0)),
             highest_modseq=int(modseq) if modseq is not None else None,
         )
+
+    def list_folders(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Every folder's name and flags; with SPECIAL-USE, `\\Sent` marks the Sent folder."""
+        with self._translated("LIST"):
+            folders = self.client.list_folders()
+        return [(name, tuple(_text(flag) for flag in flags)) for flags, _delimiter, name in folders]
 
     def fetch_new(self, after_uid: int, batch_size: int = FETCH_BATCH_SIZE,
                   batch_bytes: int = FETCH_BATCH_BYTES) -> Iterator[list[FetchedMessage]]:

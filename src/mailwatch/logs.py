@@ -73,6 +73,12 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Our root handler; its class tells a second configure_logging() call what to replace."""
 
 
+def durations_as_text(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """Structlog processor: timedeltas read as the configuration writes them ('20h', '3d 31s')."""
+    return {key: format_duration(value) if isinstance(value, timedelta) else value
+            for key, value in event_dict.items()}
+
+
 def _shared_processors() -> list[Processor]:
     # Run on structlog events and on stdlib records alike, before rendering.
     return [
@@ -82,6 +88,7 @@ def _shared_processors() -> list[Processor]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
         redact_secrets,
+        durations_as_text,  # the console renderer would print repr(timedelta)
     ]
 
 

@@ -20,7 +20,7 @@ from mailwatch.clock import Clock
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
-from mailwatch.errors import PermanentError, TransientError
+from mailwatch.errors import NoSuchThread, TransientError
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
 from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
@@ -42,7 +42,7 @@ from mailwatch.pipeline.threads import ticket_pattern
 from mailwatch.pipeline.weekly import Schedule, WeeklyReport, queue_weekly_report
 from mailwatch.policies import build_policies
 from mailwatch.reports import scope_for
-from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, close_thread, mark_answered, reopen_thread
+from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, ThreadStatus, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
@@ -60,6 +60,18 @@ class CycleReport:
     @property
     def logged(self) -> int:
         return sum(report.logged for report in self.folders)
+
+
+@dataclass(frozen=True)
+class ThreadChange:
+    """What `mailwatch thread …` found or did; the answer's facts say who stopped the clock."""
+
+    ticket: int
+    status: str
+    changed: bool
+    answered_at: datetime | None
+    answered_via: str | None
+    answered_by: str | None
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -316,18 +328,28 @@ class Service:
         async with self.smtp_sender():
             pass
 
-    def set_thread_status(self, ticket: int, action: str) -> str:
-        """`mailwatch thread answered|close|reopen`: returns the thread's new status."""
+    def set_thread_status(self, ticket: int, action: str) -> ThreadChange:
+        """`mailwatch thread answered|close|reopen`: the thread's status now, and whether it changed."""
         with self.db.session() as session:
             thread = session.get(Thread, ticket)
             if thread is None:
-                raise PermanentError(f"no thread with ticket {ticket}")
-            now, policy = self.clock(), self.policies.for_mailbox(thread.mailbox).clock
-            if action == "answered":
-                mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy, how=LOCAL_COMMAND)
-            elif action == "close":
-                close_thread(thread)
-            else:
-                reopen_thread(thread, now, policy)
-        log.info("thread_changed", thread=ticket, action=action, status=thread.status)  # committed
-        return thread.status
+                raise NoSuchThread(f"no thread with ticket {ticket}")
+            changed = self._change_thread(thread, action)
+            result = ThreadChange(ticket, thread.status, changed, thread.answered_at, thread.answered_via,
+                                  thread.answered_by)
+        if changed:
+            log.info("thread_changed", thread=ticket, action=action, status=result.status)  # committed
+        return result
+
+    def _change_thread(self, thread: Thread, action: str) -> bool:
+        # False when the thread already is what was asked: answering twice would move answered_at.
+        now, policy = self.clock(), self.policies.for_mailbox(thread.mailbox).clock
+        if action == "answered":
+            return mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy, how=LOCAL_COMMAND)
+        if action == "close":
+            if thread.status == ThreadStatus.CLOSED:
+                return False
+            close_thread(thread)
+            return True
+        reopen_thread(thread, now, policy)
+        return True

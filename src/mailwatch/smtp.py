@@ -15,7 +15,7 @@ import aiosmtplib
 import structlog
 
 from mailwatch.errors import AuthenticationError, MailwatchError, PermanentError, SmtpUnavailable, TransientError
-from mailwatch.tls import tls_context
+from mailwatch.tls import security_hint, tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +80,9 @@ class SmtpSender:
             raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             await _quietly_close(client)
-            raise SmtpUnavailable(f"SMTP connection to {where} failed: {_answer(exc)}") from None
+            hint = security_hint("SMTP", endpoint.port, endpoint.security, exc)
+            raise SmtpUnavailable(f"SMTP connection to {where} failed: {_answer(exc)}"
+                                  + (f"; {hint}" if hint else "")) from None
         self._client = client
 
     async def _log_in(self, client: aiosmtplib.SMTP) -> None:

@@ -30,6 +30,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from mailwatch.errors import TemplateProblem
 from mailwatch.mail.parse import INVISIBLE
 from mailwatch.resources import packaged_dir
+from mailwatch.wording import by_count, counted
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,7 @@ class Templates:
 
 
 def _environment(folders: Sequence[Path]) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    env = SandboxedEnvironment(
         loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in folders]),
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -106,6 +107,9 @@ def _environment(folders: Sequence[Path]) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # Counts in words, so user templates can say "1 conversation" as easily as ours do.
+    env.globals.update(counted=counted, by_count=by_count)
+    return env
 
 
 def _template_line(exc: BaseException, name: str) -> int | str:

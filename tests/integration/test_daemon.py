@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from mailwatch.config import load_settings
-from mailwatch.db.models import Message, OutboxMail
-from mailwatch.testing.devservers import Dovecot
+from mailwatch.db.models import Message, OutboxMail, Thread
+from mailwatch.testing.devservers import Dovecot, free_port
 from tests.mailfactory import customer_mail
 
 ACK_FAST = 'max_age = "2d"'
@@ -236,3 +236,98 @@ def test_second_daemon_on_one_sqlite_database_refuses_to_start(config_file, daem
     assert "already using" in second.stderr
     assert first.stop()[0] == 0
 
+
+
+def notifications(address: str):
+    """A bound NOTIFY_SOCKET and a function returning every field received so far."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.setblocking(False)
+    received: list[tuple[float, str]] = []
+
+    def fields() -> list[tuple[float, str]]:
+        while True:
+            try:
+                message = sock.recv(4096).decode()
+            except BlockingIOError:
+                return received
+            received.extend((time.monotonic(), field) for field in message.split("\n"))
+
+    return sock, fields
+
+
+def with_imap_timeout(path: Path, timeout: str) -> Path:
+    path.write_text(path.read_text().replace('  security = "none"\n', f'  security = "none"\n  timeout = "{timeout}"\n'))
+    return path
+
+
+def ready_status(fields) -> tuple[float, str] | None:
+    """When READY=1 arrived and the STATUS sent with it."""
+    got = fields()
+    for index, (at, field) in enumerate(got):
+        if field == "READY=1":
+            return at, next(text for _at, text in got[index:] if text.startswith("STATUS="))
+    return None
+
+
+@SQLITE_ONLY
+def test_staff_reply_filed_in_sent_is_seen_within_seconds(dovecot, imap_user, config_file, daemon, db_for):
+    # The Sent folder is watched with IDLE too: an answer there stops the clock long before poll_interval.
+    dovecot.append(imap_user, customer_mail(1))
+    dovecot.append(imap_user, customer_mail(99, sender="earlier"), folder="Sent")  # the folder exists
+    path = config_file(mailbox_extra='sent_folder = "Sent"\npoll_interval = "60s"')
+    running = daemon(path)
+    running.wait_for_event("daemon_ready")
+    assert wait_until(lambda: len([e for e in running.events("mailbox_watching") if e["mode"] == "idle"]) == 2,
+                      timeout_s=10)
+    time.sleep(0.5)
+    reply = (f"From: Acme Support <support@acme.example>\r\nTo: customer1@example.com\r\n"
+             f"Subject: Re: Question number 1\r\nMessage-ID: <answer1@acme.example>\r\n"
+             f"In-Reply-To: <q1.customer@example.com>\r\n\r\nWe are on it.\r\n").encode()
+    dovecot.append(imap_user, reply, folder="Sent")
+    db = db_for(load_settings(path))
+
+    def answered() -> bool:
+        with db.session() as session:
+            return session.scalar(select(Thread.answered_via).where(Thread.id == 1001)) == "sent-folder"
+
+    assert wait_until(answered, timeout_s=5)
+    assert running.stop()[0] == 0
+
+
+@SQLITE_ONLY
+def test_ready_waits_for_a_mailbox_that_comes_up_during_start(imap_user, config_file, daemon, tmp_path):
+    # Down at the first attempt, up a moment later: READY follows its first sync, all mailboxes OK.
+    own = Dovecot.create()
+    sock, fields = notifications(str(tmp_path / "notify.sock"))
+    try:
+        path = with_imap_timeout(config_file(imap_port=own.port), "20s")
+        running = daemon(path, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+        running.wait_for_event("mailbox_retry")
+        own.start()
+        assert wait_until(lambda: ready_status(fields), timeout_s=20)
+        _at, status = ready_status(fields)
+        assert status.endswith("all mailboxes OK") and running.events("folder_synced")
+        assert running.wait_for_event("daemon_ready")["without"] == []
+        assert running.stop()[0] == 0
+    finally:
+        sock.close()
+        own.destroy()
+
+
+@SQLITE_ONLY
+def test_ready_names_a_mailbox_still_down_after_its_timeout(config_file, daemon, tmp_path):
+    # A mailbox down for good holds READY back for its imap.timeout, then STATUS names it.
+    sock, fields = notifications(str(tmp_path / "notify.sock"))
+    try:
+        path = with_imap_timeout(config_file(imap_port=free_port()), "3s")
+        started = time.monotonic()
+        running = daemon(path, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+        assert wait_until(lambda: ready_status(fields), timeout_s=20)
+        at, status = ready_status(fields)
+        assert at - started >= 3.0
+        assert "FAILING: mailbox support" in status
+        assert running.wait_for_event("daemon_ready")["without"] == ["support"]
+        assert running.stop()[0] == 0
+    finally:
+        sock.close()

@@ -198,7 +198,7 @@ def test_answered_by_command_stops_the_clock(dovecot, imap_user, sla_service, sm
     service, clock = sla_service()
     dovecot.append(imap_user, customer_mail(1), msg_time=T0)
     cycle_at(service, clock, timedelta(hours=1))
-    assert service.set_thread_status(1001, "answered") == "answered"
+    assert service.set_thread_status(1001, "answered").status == "answered"
     cycle_at(service, clock, timedelta(hours=30))
     assert thread_of(service).answered_via == "command" and smtp_sink.received == []
 
@@ -343,3 +343,13 @@ def test_changed_escalation_steps_move_open_threads_schedule(dovecot, imap_user,
     assert thread_of(restarted).next_escalation_at == T0 + timedelta(hours=2)
     cycle_at(restarted, clock, timedelta(hours=2, minutes=1))
     assert [m.recipients for m in smtp_sink.received] == [("lead@acme.example",)]
+
+
+def test_schedule_realignment_logs_steps_as_durations(sla_service):
+    # The log names the steps as the configuration writes them ("20h"), not as raw seconds.
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        sla_service()
+    (event,) = [e for e in logs if e["event"] == "escalation_schedule_realigned"]
+    assert event["steps"] == ["20h", "1d"]

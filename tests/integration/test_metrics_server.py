@@ -8,8 +8,8 @@ import urllib.request
 from datetime import UTC, datetime
 
 from mailwatch.daemon import metrics
-from mailwatch.db.engine import Database
 from mailwatch.daemon.metrics import MAX_WORKERS, Metrics, MetricsServer
+from mailwatch.db.engine import Database
 
 
 def test_idle_connections_cannot_pin_threads_and_are_dropped(tmp_path, monkeypatch):

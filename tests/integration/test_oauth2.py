@@ -149,7 +149,7 @@ def test_login_then_poll_logs_the_mail_and_acks_over_xoauth2(
     assert oauth.count("urn:ietf:params:oauth:grant-type:device_code") == 3  # two pending, then approved
     oauth_dovecot.append(imap_user, customer_mail(1))
     assert poll(path) == 0
-    assert "logged 1 new messages" in capsys.readouterr().out
+    assert "logged 1 new message," in capsys.readouterr().out
     (ack,) = xoauth2_sink.wait_for(1)
     assert ack.recipients == ("customer1@example.com",)
     assert xoauth2_sink.handler.logins == [imap_user]
@@ -211,7 +211,7 @@ def test_a_refused_token_is_refreshed_once_and_retried(oauth, oauth_config, oaut
     oauth_dovecot.append(imap_user, customer_mail(1))
     assert poll(path) == 0
     captured = capsys.readouterr()
-    assert "logged 1 new messages" in captured.out
+    assert "logged 1 new message," in captured.out
     assert oauth.count("refresh_token") == 1
     assert captured.err.count('"event": "imap_token_refused_retrying"') == 1
 

@@ -350,7 +350,13 @@ def test_bad_duration_is_explained(write: Any) -> None:
 def test_zero_duration_is_refused(write: Any) -> None:
     # An interval of zero would spin the loop.
     text = with_section("[sla]\nsweep_interval = 0\n")
-    assert problems_in(write(text)) == ["mailwatch.toml: sla.sweep_interval: must be greater than zero, got 0s"]
+    assert problems_in(write(text)) == ["mailwatch.toml: sla.sweep_interval: must be positive, got 0s"]
+
+
+def test_negative_duration_is_called_negative_not_unreadable(write: Any) -> None:
+    # "-24h" is a duration with the wrong sign: say so, rather than "not a duration".
+    text = with_section('[sla]\nfirst_response = "-24h"\n')
+    assert problems_in(write(text)) == ["mailwatch.toml: sla.first_response: must be positive, got '-24h'"]
 
 
 def test_bad_timezone_is_named(write: Any) -> None:

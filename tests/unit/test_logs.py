@@ -168,6 +168,15 @@ def test_console_format_is_for_people(stream: io.StringIO) -> None:
     assert PASSWORD not in output and not output.startswith("{")
 
 
+def test_console_durations_read_as_the_config_writes_them(stream: io.StringIO) -> None:
+    # People reading the console see "20h", not "datetime.timedelta(seconds=72000)".
+    configure_logging("console", "info", stream)
+    structlog.get_logger().info("stored", deadline_in=timedelta(hours=20), since=timedelta(days=3, seconds=31))
+    output = stream.getvalue()
+    assert "deadline_in=20h" in output and "since='3d 31s'" in output
+    assert "timedelta" not in output
+
+
 def test_configuring_twice_keeps_one_handler(stream: io.StringIO) -> None:
     # The CLI may reconfigure after reading the config; lines must not double.
     configure_logging("json", "info", io.StringIO())

@@ -516,6 +516,15 @@ def test_rate_limit_wins_over_deferral() -> None:
     assert decide(facts=facts) is AckOutcome.SENDER_RATE_LIMITED
 
 
+def test_limit_reasons_write_durations_as_the_config_does() -> None:
+    # "received 3d 31s ago, max_age is 1h", never timedelta's "3 days, 0:00:31.133037".
+    old = decide_ack(CUSTOMER, PAT, NOW - timedelta(days=3, seconds=31.133037), NOW, FRESH, **LIMITS)
+    assert old.reason == "received 3d 31s ago, max_age is 1h"
+    recent = AckFacts(False, NOW - timedelta(hours=2, seconds=0.4), 0)
+    limited = decide_ack(CUSTOMER, PAT, NOW, NOW, recent, **LIMITS)
+    assert limited.reason.endswith("was acknowledged 2h ago, per_sender_interval is 1d")
+
+
 def test_naive_datetimes_are_read_as_utc() -> None:
     # Times read back from SQLite lack tzinfo; they are UTC and compare with an aware `now`.
     naive_received = (NOW - timedelta(hours=2)).replace(tzinfo=None)

@@ -2,7 +2,8 @@
 
 import re
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from email.parser import BytesParser
 from email.policy import SMTP, default
 
@@ -13,6 +14,7 @@ from mailwatch.config import load_settings
 from mailwatch.db.models import Thread
 from mailwatch.mail.parse import parse_message, split_raw
 from mailwatch.pipeline.acks import Acknowledger, bare_subject, matching_faq, sample_context
+from mailwatch.pipeline.escalations import DueItem, Escalator
 from mailwatch.pipeline.threads import ticket_pattern
 from mailwatch.policies import build_policies
 from mailwatch.templates import Templates, build_email, header_address, one_line
@@ -39,6 +41,10 @@ address = "support@acme.example"
 host = "127.0.0.1"
 security = "none"
 from = "Acme Support <support@acme.example>"
+
+[[escalation]]
+after = "20h"
+to = ["lead@acme.example"]
 
 [faq]
 url = "https://acme.example/help"
@@ -103,13 +109,31 @@ def test_ack_times_are_local_to_the_service(settings_with):
     assert "Tuesday 9 June 2026, 14:02 CEST" in text
 
 
-def test_faq_entries_match_the_customers_words_else_the_first_few(settings_with):
-    # A refund question shows the refund answer; an unrelated one shows the general list.
+def test_faq_entries_match_the_customers_words_and_only_those(settings_with):
+    # A refund question shows the refund answer; an unrelated one shows no entry at all.
     settings = settings_with()
     assert [e.question for e in matching_faq(settings.faq.entries, "money back now", 3)] == ["How do I get a refund?"]
-    assert len(matching_faq(settings.faq.entries, "something else", 3)) == 2
+    assert matching_faq(settings.faq.entries, "something else", 3) == []
     text = render_ack(settings, inbound("Refund please")).get_body(("plain",)).get_content()
     assert "https://acme.example/help/refunds" in text and "help/password" not in text
+    assert "Perhaps this answer helps you right away:" in text
+
+
+def test_unmatched_question_gets_the_faq_link_alone(settings_with):
+    # A French invoice question is offered no unrelated answer, only the help-centre link.
+    raw = inbound("Question sur ma facture", body="Bonjour, ma facture est-elle correcte ?")
+    message = render_ack(settings_with(), raw)
+    for part in (message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()):
+        assert "refund" not in part and "password" not in part and "Perhaps" not in part
+        assert "https://acme.example/help" in part
+
+
+def test_ack_sentences_start_with_a_capital(settings_with):
+    # "Hello Zoë," is followed by a sentence, so it starts with a capital letter.
+    message = render_ack(settings_with(), inbound("Refund please"))
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Hello Zoë Lindström,\n\nThank you for writing" in text
+    assert "<p>Thank you for writing" in message.get_body(("html",)).get_content()
 
 
 def test_non_ascii_subject_and_name_round_trip(settings_with):
@@ -183,3 +207,58 @@ def test_templates_run_in_a_sandbox(tmp_path):
     (folder / "ack.subject.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
     problems = Templates(folder).check({"ack": {}})
     assert any("ack.subject.j2" in problem and "unsafe" in problem for problem in problems)
+
+
+def render_digest(settings, overdue_by: list[timedelta]):
+    """An escalation digest listing one thread per entry, overdue by that much (negative: not yet due)."""
+    policies = build_policies(settings)
+    escalator = Escalator(policies.escalation, policies.branding, Templates())
+    items = []
+    for ticket, overdue in enumerate(overdue_by, start=1042):
+        thread = Thread(id=ticket, mailbox="support", customer_name="Zoë", customer_address="zoe@example.net",
+                        subject=f"Question {ticket}", clock=1, clock_started_at=RECEIVED - timedelta(hours=24),
+                        deadline_at=RECEIVED - overdue, message_count=1)
+        items.append(escalator.item_context(DueItem(thread, 1), "Still waiting.", RECEIVED))
+    return Templates().render_mail("escalation", escalator.context(items, RECEIVED))
+
+
+@pytest.mark.parametrize(("overdue_by", "sentence"), [
+    ([timedelta(minutes=5)], "One conversation needs an answer and is past its deadline."),
+    ([timedelta(minutes=5), -timedelta(hours=1)], "2 conversations need an answer; 1 is past its deadline."),
+    ([timedelta(minutes=5), timedelta(minutes=1)], "2 conversations need an answer; 2 are past their deadline."),
+])
+def test_digest_sentence_agrees_with_its_counts(settings_with, overdue_by, sentence):
+    # "1 is past its deadline", "2 are past their deadline": never "1 are".
+    mail = render_digest(settings_with(), overdue_by)
+    assert sentence in " ".join(mail.text.split())
+    assert sentence in " ".join(re.sub(r"<[^>]+>", "", mail.html).split())
+
+
+def test_digest_html_title_agrees_with_its_count(settings_with):
+    # The HTML title says "1 conversation needs", "2 conversations need".
+    assert "1 conversation needs an answer</title>" in render_digest(settings_with(), [timedelta(minutes=5)]).html
+    two = render_digest(settings_with(), [timedelta(minutes=5), timedelta(minutes=1)]).html
+    assert "2 conversations need an answer</title>" in two
+
+
+class _LabelCells(HTMLParser):
+    """The style of each table row's first cell, when the row has a label and a value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td" and self.rows:
+            self.rows[-1].append(dict(attrs))
+
+
+def test_digest_html_labels_keep_a_gap_before_their_values(settings_with):
+    # "Answered?" (the longest label) must not run into the command beside it.
+    parser = _LabelCells()
+    parser.feed(render_digest(settings_with(), [timedelta(minutes=5)]).html)
+    labels = [row[0] for row in parser.rows if len(row) == 2]
+    assert len(labels) >= 7
+    assert all("padding-right: 12px" in cell.get("style", "") for cell in labels)

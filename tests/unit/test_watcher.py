@@ -4,6 +4,7 @@ Driven with fake hooks and an Event that records how long the watcher would wait
 so nothing sleeps.
 """
 
+import asyncio
 import random
 import threading
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,19 @@ from mailwatch.daemon.watchers import (
     RETRY_INITIAL_S,
     RETRY_MAX_S,
     MailboxWatcher,
+    SentWatcher,
     WatcherHooks,
+    Watchers,
 )
 from mailwatch.errors import AuthenticationError, SignInRequired, TransientError
 from mailwatch.pipeline.sync import FolderReport
 
-MAILBOX = SimpleNamespace(name="support", idle=True, poll_interval=timedelta(seconds=60))
+def fake_mailbox(name: str = "support", idle: bool = True, poll_interval: timedelta = timedelta(seconds=60),
+                 sent_folder: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(name=name, folder="INBOX", sent_folder=sent_folder, idle=idle, poll_interval=poll_interval)
+
+
+MAILBOX = fake_mailbox()
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # what the watcher's clock says
 
 
@@ -174,16 +182,16 @@ def test_mail_announced_during_a_sync_is_synced_at_once_not_after_idling():
 def test_idle_is_renewed_within_29_minutes_however_long_poll_interval_is():
     # RFC 2177: a server may drop a client idle for 30 minutes, so one IDLE never lasts longer.
     connection = FakeConnection(idle=True, good_syncs=1)
-    watcher, _ = watcher_for(Script([connection]), mailbox=SimpleNamespace(name="support", idle=True, poll_interval=timedelta(hours=2)))
+    watcher, _ = watcher_for(Script([connection]), mailbox=fake_mailbox(poll_interval=timedelta(hours=2)))
     watcher.run()
     assert connection.idle_waits == [IDLE_LIMIT_S] and IDLE_LIMIT_S == 29 * 60
 
 
 def test_without_idle_the_watcher_polls_every_poll_interval():
     # mailbox.idle off (or a server without IDLE): sync, sleep poll_interval, sync again.
-    for mailbox, connection in ((SimpleNamespace(name="s", idle=False, poll_interval=timedelta(seconds=30)),
+    for mailbox, connection in ((fake_mailbox("s", idle=False, poll_interval=timedelta(seconds=30)),
                                  FakeConnection(idle=True, good_syncs=2)),
-                                (SimpleNamespace(name="s", idle=True, poll_interval=timedelta(seconds=30)),
+                                (fake_mailbox("s", idle=True, poll_interval=timedelta(seconds=30)),
                                  FakeConnection(idle=False, good_syncs=2))):
         watcher, stop = watcher_for(Script([connection]), mailbox=mailbox)
         watcher.run()
@@ -220,3 +228,36 @@ def test_a_connection_whose_token_is_about_to_die_is_replaced():
     watcher.run()
     assert expiring.closed and expiring.good_syncs == 5  # never synced on, closed, replaced
     assert len(script.reports) == 1  # the fresh connection synced
+
+
+def test_a_sent_watcher_keeps_the_sent_folder_in_idle_on_a_thread_of_its_own():
+    # The Sent folder is watched like the inbox (IDLE, renewed), not polled by a job.
+    connection = FakeConnection(idle=True, good_syncs=1)
+    script = Script([connection])
+    watcher = SentWatcher(fake_mailbox(sent_folder="Sent"), script.hooks(), rng=random.Random(4))
+    watcher.stopping = RecordingStop()
+    script.watcher = watcher
+    with capture_logs() as logs:
+        watcher.run()
+    assert watcher.folder == "Sent" and watcher.thread.name == "watch-support-sent"
+    (watching,) = [e for e in logs if e["event"] == "mailbox_watching"]
+    assert (watching["folder"], watching["mode"]) == ("Sent", "idle") and connection.idle_waits == [60.0]
+
+
+def test_watchers_add_a_sent_watcher_only_for_a_mailbox_with_a_sent_folder():
+    # Sent watchers run on their own hooks (their trouble is not the mailbox's incident).
+    def refused(mailbox):
+        raise TransientError("refused")
+
+    hooks = WatcherHooks(connect=refused, sync=None, synced=None, failed=lambda *_: None, clock=lambda: T0)
+    settings = SimpleNamespace(mailboxes=[fake_mailbox("support", sent_folder="Sent"), fake_mailbox("sales")])
+    watchers = Watchers()
+    watchers.start(settings, hooks, sent_hooks=hooks)
+    kinds = {key: type(watcher).__name__ for key, watcher in watchers.running.items()}
+    assert kinds == {"support": "MailboxWatcher", "support:sent": "SentWatcher", "sales": "MailboxWatcher"}
+    assert watchers.running["support:sent"].folder == "Sent"
+    asyncio.run(watchers.stop(2.0))
+    watchers.start(settings, hooks)  # no Sent hooks: inboxes only
+    assert sorted(watchers.running) == ["sales", "support"]
+    asyncio.run(watchers.stop(2.0))
+    assert watchers.running == {}

@@ -81,12 +81,21 @@ def _to_duration(value: object) -> timedelta:
         duration = value
     else:
         try:
-            duration = parse_duration(value)  # type: ignore[arg-type]
+            duration = _signed_duration(value)
         except ValueError as exc:
             raise problem(str(exc)) from None
     if duration <= timedelta(0):
-        raise problem(f"must be greater than zero, got {format_duration(duration)}")
+        written = repr(value) if isinstance(value, str) else format_duration(duration)  # as the user wrote it
+        raise problem(f"must be positive, got {written}")
     return duration
+
+
+def _signed_duration(value: object) -> timedelta:
+    # Durations are never written with a sign, but "-24h" is a duration with the wrong
+    # sign, not "not a duration": read it so the message can say what is wrong.
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return -parse_duration(value.strip()[1:])
+    return parse_duration(value)  # type: ignore[arg-type]
 
 
 def _check_address(value: str) -> str:

@@ -1,6 +1,7 @@
-"""The daemon's periodic work: the escalation sweep, Sent-folder syncs, outbox retries,
-housekeeping, the SQLite checkpoint, the weekly report, and the sender task that drains the
-outbox whenever something wakes it.
+"""The daemon's periodic work: the escalation sweep, outbox retries, housekeeping, the
+SQLite checkpoint, the weekly report, and the sender task that drains the outbox whenever
+something wakes it. (Sent folders are not polled here: each has a `SentWatcher` in IDLE,
+see `watchers`.)
 
 Every job that decides something by the time takes `now` (arq's `run_cron(n)`): the
 scheduler passes the daemon's clock, tests pass any instant they like. APScheduler
@@ -17,11 +18,9 @@ from typing import TYPE_CHECKING
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailwatch.config import MailboxSettings
 from mailwatch.pipeline.alerts import Notice
 from mailwatch.pipeline.escalations import SweepReport
 from mailwatch.pipeline.outbox import DrainReport
-from mailwatch.pipeline.sync import FolderReport
 
 if TYPE_CHECKING:
     from mailwatch.daemon.server import Daemon
@@ -43,14 +42,10 @@ class Jobs:
         self.tasks: set[asyncio.Task] = set()  # scheduled jobs running now
 
     def schedule(self, scheduler: AsyncIOScheduler, now: datetime) -> None:
-        """(Re)schedule every job: sweep and Sent folders at once, the rest an interval after `now`."""
+        """(Re)schedule every job: the sweep at once, the rest an interval after `now`."""
         settings = self.daemon.settings
         tracked = self._tracked
         self._every(scheduler, "sweep", tracked(self._at_now(self.sweep)), settings.sla.sweep_interval, now)
-        for mailbox in settings.mailboxes:
-            if mailbox.sent_folder:
-                self._every(scheduler, f"sent:{mailbox.name}", tracked(self.sync_sent), mailbox.poll_interval, now,
-                            args=[mailbox])
         self._every(scheduler, "outbox-retries", self._tick_outbox, OUTBOX_RETRY_TICK, now + OUTBOX_RETRY_TICK)
         self._every(scheduler, "housekeeping", tracked(self._at_now(self.housekeeping)), HOUSEKEEPING,
                     now + HOUSEKEEPING)
@@ -60,9 +55,8 @@ class Jobs:
                         now)
 
     @staticmethod
-    def _every(scheduler: AsyncIOScheduler, job_id: str, job: Callable, interval: timedelta, first: datetime,
-               args: list | None = None) -> None:
-        scheduler.add_job(job, "interval", id=job_id, name=job_id, args=args or [], next_run_time=first,
+    def _every(scheduler: AsyncIOScheduler, job_id: str, job: Callable, interval: timedelta, first: datetime) -> None:
+        scheduler.add_job(job, "interval", id=job_id, name=job_id, next_run_time=first,
                           seconds=interval.total_seconds())
 
     def _at_now(self, job: Callable[[datetime], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
@@ -114,23 +108,6 @@ class Jobs:
         if weeks:
             self.wake_outbox()
         return weeks
-
-    async def sync_sent(self, mailbox: MailboxSettings) -> None:
-        """The Sent folder, on a connection of its own so IDLE on the inbox goes on."""
-        service, stop = self.daemon.service, self.daemon.threads_stop
-
-        def once() -> list[FolderReport]:
-            with service.imap_session(mailbox) as connection:
-                return service.sync_sent(connection, mailbox, stop)
-
-        try:
-            reports = await asyncio.to_thread(once)
-        except Exception as exc:  # noqa: BLE001 - retried on the next run
-            self.daemon.metrics.imap_errors.labels(mailbox.name).inc()
-            log.error("sent_sync_failed", mailbox=mailbox.name, error=str(exc))
-            return
-        for report in reports:
-            self.daemon.metrics.observe_folder(report, synced_at=None)  # the inbox watcher owns last_sync
 
     def wake_outbox(self) -> None:
         """The retry tick: deferred mail whose time has come goes out on the next drain."""

@@ -4,10 +4,13 @@ After uvicorn's Server: `serve` is `startup`, wait for a signal, `shutdown`, eac
 readable on its own; signal handlers only record intent. The daemon owns the parts
 that live as long as the process (database, health, counters, metrics, scheduler,
 watchers) and the two that a SIGHUP replaces (settings, service). Watchers report
-from their threads here; the jobs and the reload live in their own modules.
+from their threads here (each mailbox's inbox, and its Sent folder on a connection of
+its own); the jobs and the reload live in their own modules. READY goes to systemd
+once every mailbox has synced (see `readiness`).
 
 Nothing here reads the wall clock: the daemon is given a `clock` and every decision
-by the time takes `now` from it.
+by the time takes `now` from it. (READY's bounded wait for a mailbox that is down is
+elapsed time, so it is measured on the event loop's monotonic `loop.time()`.)
 """
 
 import asyncio
@@ -27,6 +30,7 @@ from mailwatch.daemon.health import Health, mailbox_component
 from mailwatch.daemon.jobs import Jobs
 from mailwatch.daemon.metrics import Metrics, MetricsServer
 from mailwatch.daemon.notify import Notifier
+from mailwatch.daemon.readiness import Readiness
 from mailwatch.daemon.reload import Reloader
 from mailwatch.daemon.stats import Stats
 from mailwatch.daemon.watchers import WatcherHooks, Watchers
@@ -45,6 +49,7 @@ HANDLED_SIGNALS = (
 )
 SHUTDOWN_TIMEOUT_S = 8.0  # below the unit's TimeoutStopSec and the 10 s promise
 JOBS_FINISH_S = SHUTDOWN_TIMEOUT_S / 4  # jobs in flight may end by themselves before shutdown
+READY_CHECK_S = 0.1  # how often startup looks whether READY may go out
 
 
 class Daemon:
@@ -66,10 +71,7 @@ class Daemon:
         self.reloader = Reloader(self)
         self.stopping = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
-        self.ready = asyncio.Event()
         self.threads_stop = threading.Event()  # tells blocking work in worker threads to wind down
-        self._first_attempts: set[str] = set()
-        self._attempts_lock = threading.Lock()
         # Alerts the database refused (a full disk), retried by housekeeping; through self.service,
         # which a reload replaces.
         self.notices = PendingNotices(lambda notice: self.service.queue_notice(notice))
@@ -103,6 +105,9 @@ class Daemon:
     async def startup(self) -> None:
         """Lock, open the database, start watchers, jobs, sender and metrics."""
         self.loop = asyncio.get_running_loop()
+        # Started first: a mailbox that is down holds READY back its imap.timeout from here.
+        self.readiness = Readiness({m.name: m.imap.timeout.total_seconds() for m in self.settings.mailboxes},
+                                   self.loop.time())
         watchdog = asyncio.create_task(self._feed_watchdog(), name="watchdog")  # first: migrations can be slow
         self.lock = lock_sqlite(self.settings.service.database)
         self.db = Database(self.settings.service.database)
@@ -115,7 +120,7 @@ class Daemon:
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self.jobs.schedule(self.scheduler, self.clock())
         self.scheduler.start()
-        self.watchers.start(self.settings, self._watcher_hooks())
+        self.watchers.start(self.settings, self._watcher_hooks(), self._sent_watcher_hooks())
         self.outbox_wakeup.set()  # mail queued before a restart goes out now, not at the first tick
         self.background = [
             asyncio.create_task(self.jobs.send_when_woken(), name="outbox-sender"),
@@ -140,6 +145,12 @@ class Daemon:
                             failed=lambda mailbox, exc, _attempt: self.mailbox_failed(mailbox, exc, self.clock()),
                             clock=self.clock)
 
+    def _sent_watcher_hooks(self) -> WatcherHooks:
+        # Their own hooks: a Sent folder's trouble is logged, but it is not the mailbox's
+        # incident (no alert, no recovery note), and the inbox watcher owns last_sync.
+        return WatcherHooks(connect=lambda mailbox: self.service.open_imap(mailbox), sync=self._sync_sent,
+                            synced=self.sent_synced, failed=self.sent_failed, clock=self.clock)
+
     def use(self, settings: Settings, service: Service) -> None:
         """Run on new settings from now on (a reload)."""
         self.settings, self.service = settings, service
@@ -149,7 +160,7 @@ class Daemon:
         """After `use`: the jobs on the new intervals, watchers on the new mailboxes."""
         self.scheduler.remove_all_jobs()
         self.jobs.schedule(self.scheduler, self.clock())
-        self.watchers.start(self.settings, self._watcher_hooks())
+        self.watchers.start(self.settings, self._watcher_hooks(), self._sent_watcher_hooks())
         self.outbox_wakeup.set()
 
     # -- what watcher threads report (called from their threads) ---------------------
@@ -165,7 +176,7 @@ class Daemon:
         if self.health.is_failing(component):
             self.metrics.imap_reconnects.labels(mailbox.name).inc()
         notice = self.send_notice(self.health.succeeded(component, now))
-        self._attempted(mailbox.name)
+        self.readiness.synced(mailbox.name)
         if report.logged or report.answered_by_flag:
             self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
         return notice
@@ -176,16 +187,21 @@ class Daemon:
         if isinstance(exc, AuthenticationError):
             log.error("imap_login_refused", mailbox=mailbox.name, error=str(exc),
                       hint=getattr(exc, "remedy", "check the password source, then `systemctl reload mailwatch`"))
-        notice = self.send_notice(self.health.failed(mailbox_component(mailbox.name), str(exc), now))
-        self._attempted(mailbox.name)
-        return notice
+        return self.send_notice(self.health.failed(mailbox_component(mailbox.name), str(exc), now))
 
-    def _attempted(self, name: str) -> None:
-        with self._attempts_lock:  # watchers of several mailboxes report at once
-            self._first_attempts.add(name)
-            all_tried = self._first_attempts >= {m.name for m in self.settings.mailboxes}
-        if all_tried:
-            self.loop.call_soon_threadsafe(self.ready.set)
+    def _sync_sent(self, connection, mailbox: MailboxSettings, stop: threading.Event) -> FolderReport:
+        (report,) = self.service.sync_sent(connection, mailbox, stop)
+        return report
+
+    def sent_synced(self, mailbox: MailboxSettings, report: FolderReport) -> None:
+        """A good sync of a Sent folder: counted; last_sync and health stay the inbox watcher's."""
+        self.metrics.observe_folder(report, synced_at=None)
+
+    def sent_failed(self, mailbox: MailboxSettings, exc: Exception, attempt: int) -> None:
+        """A Sent folder that failed: counted and logged (the watcher retries), not an incident."""
+        self.metrics.imap_errors.labels(mailbox.name).inc()
+        log.error("sent_sync_failed", mailbox=mailbox.name, folder=mailbox.sent_folder, attempt=attempt,
+                  error=str(exc))
 
     def send_notice(self, notice: Notice | None) -> Notice | None:
         """Log an alert or recovery note, queue its email and wake the sender; returns the notice.
@@ -237,9 +253,14 @@ class Daemon:
             return []
 
     async def _signal_ready(self) -> None:
-        await self.ready.wait()
-        self.notifier.ready(self.status_line())
-        log.info("daemon_ready")
+        """READY once every mailbox has synced; one that is down holds it back only its imap.timeout."""
+        while not self.readiness.is_ready(self.loop.time(), self._failing_mailboxes()):
+            await asyncio.sleep(READY_CHECK_S)
+        self.notifier.ready(self.status_line())  # names a mailbox still failing: "FAILING: mailbox sales"
+        log.info("daemon_ready", without=self.readiness.waiting_for())
+
+    def _failing_mailboxes(self) -> list[str]:
+        return [m.name for m in self.settings.mailboxes if self.health.is_failing(mailbox_component(m.name))]
 
     async def _feed_watchdog(self) -> None:
         # From the event loop itself: if the loop hangs, systemd stops hearing and restarts us.

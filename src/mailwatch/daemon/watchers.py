@@ -4,8 +4,10 @@ The watcher logs in, syncs, then waits in IMAP IDLE (when the server offers it a
 `mailbox.idle` is on) until the folder changes or `poll_interval` passes, and syncs
 again; without IDLE it simply polls. IDLE is renewed (DONE, then IDLE again after a
 sync) every `poll_interval`. Every failure is retried with capped exponential backoff
-and jitter; a refused login is retried slowly, not hammered. `Watchers` starts one
-watcher per mailbox and stops them all within one shared time budget.
+and jitter; a refused login is retried slowly, not hammered. A `SentWatcher` does the
+same for a mailbox's Sent folder on a connection of its own, so a staff reply filed
+there is seen within seconds. `Watchers` starts one watcher per mailbox (and one per
+Sent folder) and stops them all within one shared time budget.
 """
 
 import asyncio
@@ -63,6 +65,11 @@ class MailboxWatcher:
         self.attempt = 0  # failures since the last good sync
         self.thread = threading.Thread(target=self.run, name=f"watch-{mailbox.name}", daemon=True)
 
+    @property
+    def folder(self) -> str:
+        """The folder this watcher keeps current (the sync hook selects it, so IDLE waits on it)."""
+        return self.mailbox.folder
+
     def start(self) -> None:
         self.thread.start()
 
@@ -90,7 +97,7 @@ class MailboxWatcher:
 
     def _watch(self, connection: ImapConnection) -> None:
         use_idle = self.mailbox.idle and connection.supports_idle()
-        log.info("mailbox_watching", mailbox=self.mailbox.name, mode="idle" if use_idle else "poll")
+        log.info("mailbox_watching", mailbox=self.mailbox.name, folder=self.folder, mode="idle" if use_idle else "poll")
         # An OAuth2 login lasts as long as its token: reconnect with a fresh one before it dies.
         while not self.stopping.is_set() and not connection.credentials_expiring(self.hooks.clock()):
             report = self.hooks.sync(connection, self.mailbox, self.stopping)
@@ -122,17 +129,42 @@ class MailboxWatcher:
         self.stopping.wait(delay)
 
 
+class SentWatcher(MailboxWatcher):
+    """The mailbox's Sent folder on a connection of its own, in IDLE like the inbox.
+
+    A staff reply filed in Sent stops the clock within seconds, not at the next
+    poll_interval; the inbox connection stays in IDLE on the inbox meanwhile.
+    """
+
+    def __init__(self, mailbox: MailboxSettings, hooks: WatcherHooks, rng: random.Random | None = None) -> None:
+        super().__init__(mailbox, hooks, rng)
+        self.thread.name = f"watch-{mailbox.name}-sent"
+
+    @property
+    def folder(self) -> str:
+        return self.mailbox.sent_folder or ""
+
+
 class Watchers:
-    """One watcher per configured mailbox, started together and stopped together."""
+    """One watcher per configured mailbox (and one per Sent folder), started and stopped together."""
 
     def __init__(self) -> None:
         self.running: dict[str, MailboxWatcher] = {}
 
-    def start(self, settings: Settings, hooks: WatcherHooks) -> None:
+    def start(self, settings: Settings, hooks: WatcherHooks, sent_hooks: WatcherHooks | None = None) -> None:
+        """An inbox watcher per mailbox on `hooks`; with `sent_hooks`, a SentWatcher per sent_folder.
+
+        The Sent watchers have hooks of their own: a Sent folder's trouble is logged, but it
+        is not the mailbox's incident, and the inbox watcher owns last_sync.
+        """
         for mailbox in settings.mailboxes:
-            watcher = MailboxWatcher(mailbox, hooks)
-            self.running[mailbox.name] = watcher
-            watcher.start()
+            self._start(mailbox.name, MailboxWatcher(mailbox, hooks))
+            if sent_hooks is not None and mailbox.sent_folder:
+                self._start(f"{mailbox.name}:sent", SentWatcher(mailbox, sent_hooks))
+
+    def _start(self, key: str, watcher: MailboxWatcher) -> None:
+        self.running[key] = watcher
+        watcher.start()
 
     def signal_stop(self) -> None:
         """No new batches from here on; each watcher ends after its current command."""
@@ -148,5 +180,5 @@ class Watchers:
         deadline = loop.time() + budget_s
         for watcher in watchers:
             if not await asyncio.to_thread(watcher.join, max(0.0, deadline - loop.time())):
-                log.warning("watcher_still_busy", mailbox=watcher.mailbox.name,
+                log.warning("watcher_still_busy", mailbox=watcher.mailbox.name, folder=watcher.folder,
                             hint="it stops after its current command; its batch is committed or redone")

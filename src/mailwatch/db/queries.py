@@ -2,10 +2,10 @@
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailwatch.db.models import Thread
+from mailwatch.db.models import Escalation, Thread
 from mailwatch.sla import ThreadStatus
 
 
@@ -15,3 +15,17 @@ def list_threads(session: Session, open_only: bool = False) -> Sequence[Thread]:
     if open_only:
         return session.scalars(query.where(Thread.status == ThreadStatus.OPEN).order_by(Thread.deadline_at, Thread.id)).all()
     return session.scalars(query.order_by(Thread.id)).all()
+
+
+def escalations_sent(session: Session) -> dict[int, int]:
+    """How many escalation steps actually went out on each thread's current clock (absent: none).
+
+    `escalation_level` counts the steps passed, which includes those skipped for mail
+    older than `acknowledgment.max_age` on a first start: only Escalation rows were sent.
+    """
+    rows = session.execute(
+        select(Escalation.thread_id, func.count())
+        .join(Thread, (Thread.id == Escalation.thread_id) & (Thread.clock == Escalation.clock))
+        .group_by(Escalation.thread_id)
+    )
+    return dict(rows.all())

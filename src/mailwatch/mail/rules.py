@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
+from mailwatch.durations import format_duration, to_the_second
 from mailwatch.mail.authresults import NOT_CHECKED, Authentication, AuthStatus, authenticate
 from mailwatch.mail.parse import Address, ParsedMessage
 
@@ -780,8 +781,9 @@ def budget_decision(
     if max_per_domain is not None and facts.acks_to_domain_in_last_hour >= max_per_domain:
         hours = max(1, math.ceil(max_age / timedelta(hours=1)))
         if facts.held_for_domain >= max_per_domain * hours:
-            return AckDecision(AckOutcome.MAX_AGE, f"{facts.held_for_domain} acks to @{_domain_of(recipient.address)} "
-                                                   f"already wait; its share cannot reach this one within {max_age}")
+            return AckDecision(AckOutcome.MAX_AGE,
+                               f"{facts.held_for_domain} acks to @{_domain_of(recipient.address)} already wait; "
+                               f"its share cannot reach this one within {format_duration(max_age)}")
         return AckDecision(
             AckOutcome.DEFERRED,
             f"domain share: {facts.acks_to_domain_in_last_hour} acks to @{_domain_of(recipient.address)} "
@@ -796,12 +798,16 @@ def _ack_limits(
 ) -> AckDecision:
     # A message exactly max_age old is still acked: only "older than max_age" is too old.
     if age > max_age:
-        return AckDecision(AckOutcome.TOO_OLD, f"received {age} ago, max_age is {max_age}")
+        return AckDecision(
+            AckOutcome.TOO_OLD, f"received {to_the_second(age)} ago, max_age is {format_duration(max_age)}"
+        )
     last = _utc(facts.last_ack_to_sender_at) if facts.last_ack_to_sender_at else None
     # Exactly per_sender_interval after the last ack the sender may get the next one.
     if last is not None and now - last < per_sender_interval:
         return AckDecision(
-            AckOutcome.SENDER_RATE_LIMITED, f"{normalised_address(recipient.address)} was acknowledged {now - last} ago"
+            AckOutcome.SENDER_RATE_LIMITED,
+            f"{normalised_address(recipient.address)} was acknowledged {to_the_second(now - last)} ago, "
+            f"per_sender_interval is {format_duration(per_sender_interval)}",
         )
     return AckDecision(AckOutcome.SEND, f"acknowledge {recipient.address}")
 

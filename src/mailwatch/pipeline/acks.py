@@ -41,10 +41,13 @@ def bare_subject(subject: str, ticket_tag: re.Pattern[str]) -> str:
 
 
 def matching_faq(entries: Sequence[FaqEntry], text: str, limit: int) -> list[FaqEntry]:
-    """FAQ entries whose keywords occur in the text, else the first few."""
+    """FAQ entries whose keywords occur in the text, at most `limit`; none if nothing matches.
+
+    An unrelated answer looks careless (a French invoice question offered "Where is my
+    parcel?"), so without a match the acknowledgment shows only the FAQ link.
+    """
     lowered = text.lower()
-    hits = [entry for entry in entries if any(word.lower() in lowered for word in entry.keywords)]
-    return (hits or list(entries))[:limit]
+    return [entry for entry in entries if any(word.lower() in lowered for word in entry.keywords)][:limit]
 
 
 class Acknowledger:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailwatch.db.models import Escalation, Message, OutboxKind, ServiceState, Thread
-from mailwatch.durations import rounded
+from mailwatch.durations import format_duration, rounded
 from mailwatch.mail.rules import Category
 from mailwatch.pipeline.outbox import enqueue
 from mailwatch.businesstime import Calendar, time_left
@@ -88,7 +88,12 @@ def realign_schedule(session: Session, policy: EscalationPolicy) -> int:
         thread.escalation_level = min(thread.escalation_level, len(clock.steps))
         thread.next_escalation_at = next_step_at(thread, clock)
     session.merge(ServiceState(key=STEPS_KEY, value=fingerprint))
-    log.info("escalation_schedule_realigned", threads=len(threads), fingerprint=fingerprint)
+    # Steps as the configuration writes them ("20h"); a mailbox's own only where they differ.
+    mailbox_steps = {name: [format_duration(after) for after in own.clock.steps]
+                     for name, own in sorted(policy.mailboxes.items()) if own.clock.steps != policy.clock.steps}
+    log.info("escalation_schedule_realigned", threads=len(threads), fingerprint=fingerprint,
+             steps=[format_duration(after) for after in policy.clock.steps], **(
+                 {"mailbox_steps": mailbox_steps} if mailbox_steps else {}))
     return len(threads)
 
 

@@ -8,7 +8,7 @@ from datetime import tzinfo
 from html import escape
 
 from mailwatch.reports.charts import Line, bar_chart, heatmap
-from mailwatch.reports.text import duration, local, promise_sentence, staffing_sentence
+from mailwatch.reports.text import duration, local, promise_sentence, staffing_sentence, within_duration
 
 STYLE = """
 :root { color-scheme: light; --ink: #1d2433; --muted: #5b6475; --bar: #2f6fdb; --ref: #d2452f; --line: #d9dee7; }
@@ -67,7 +67,7 @@ def _answers(report: dict) -> str:
     people = staffing["dedicated_people_suggested"]
     return '<div class="answers">' + "".join([
         _card("ok" if pct is not None and pct >= GOOD_SLA_PCT else "warn",
-              f"Answered within {duration(report['sla_s'])}", "-" if pct is None else f"{pct:.0f}%",
+              f"Answered {within_duration(report['sla_s'])}", "-" if pct is None else f"{pct:.0f}%",
               promise_sentence(report)),
         _card("warn" if people else "ok", "Dedicated people for email", str(people), staffing_sentence(staffing)),
         _card("warn" if missing else "ok", "Recurring questions not in the FAQ", str(len(missing)),
@@ -81,8 +81,8 @@ def _first_response(report: dict) -> str:
     sla_bar = next(i for i, row in enumerate(first["histogram"]) if row["upto_s"] == report["sla_s"])
     promise = Line(f"{duration(report['sla_s'])} promise", after_bar=sla_bar)
     chart = bar_chart("First responses by wait", bars, [promise])
-    return (f"<section><h2>First response</h2><p>Median {escape(duration(first['median_s']))}, 90% within "
-            f"{escape(duration(first['p90_s']))}, longest {escape(duration(first['max_s']))}; "
+    return (f"<section><h2>First response</h2><p>Median {escape(duration(first['median_s']))}, 90% "
+            f"{escape(within_duration(first['p90_s']))}, longest {escape(duration(first['max_s']))}; "
             f"{first['answered']} answered, {first['unanswered']} waiting.</p>{chart}</section>")
 
 

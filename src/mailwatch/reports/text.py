@@ -2,13 +2,19 @@
 
 from datetime import datetime, timedelta, tzinfo
 
-from mailwatch.durations import rounded
+from mailwatch.durations import rounded, within
 from mailwatch.sla import human_time
+from mailwatch.wording import by_count, counted
 
 
 def duration(seconds: float | None) -> str:
     """'2h 5m', 'under a minute', or '-' when there is nothing to measure."""
     return rounded(timedelta(seconds=seconds)) if seconds is not None else "-"
+
+
+def within_duration(seconds: float | None) -> str:
+    """'within 2h 5m', 'within a minute' (never "within under a minute"), or '-'."""
+    return within(timedelta(seconds=seconds)) if seconds is not None else "-"
 
 
 def local(stamp: str, tz: tzinfo) -> str:
@@ -19,10 +25,9 @@ def local(stamp: str, tz: tzinfo) -> str:
 def promise_sentence(report: dict) -> str:
     """Whether the team keeps the first-response promise, in one sentence."""
     first = report["first_response"]
-    promise = duration(report["sla_s"])
     if not first["decided"]:
-        return f"No conversation of this period has reached its {promise} deadline yet."
-    return (f"{first['within_sla_pct']:.0f}% of conversations got a first answer within {promise} "
+        return f"No conversation of this period has reached its {duration(report['sla_s'])} deadline yet."
+    return (f"{first['within_sla_pct']:.0f}% of conversations got a first answer {within_duration(report['sla_s'])} "
             f"({first['within_sla']} of {first['decided']} whose deadline has come).")
 
 
@@ -35,11 +40,12 @@ def staffing_sentence(staffing: dict) -> str:
     span = f"the last {len(months)} full month{'s' if len(months) > 1 else ''} ({months[0]['month']}" + (
         f" to {months[-1]['month']})" if len(months) > 1 else ")")
     people = staffing["dedicated_people_suggested"]
+    averaged = f"averaged {average:.0f} {by_count(round(average), 'customer message', 'customer messages')} a month"
     if not people:
-        return (f"Staffing: {span} averaged {average:.0f} customer messages a month, under the {rule} a month "
+        return (f"Staffing: {span} {averaged}, under the {rule} a month "
                 f"from which one person should be dedicated to email.")
-    return (f"Staffing: {span} averaged {average:.0f} customer messages a month; at one dedicated person "
-            f"per {rule} a month that calls for {people} {'person' if people == 1 else 'people'} on email.")
+    return (f"Staffing: {span} {averaged}; at one dedicated person "
+            f"per {rule} a month that calls for {counted(people, 'person', 'people')} on email.")
 
 
 def render_text(report: dict, tz: tzinfo) -> str:
@@ -50,9 +56,10 @@ def render_text(report: dict, tz: tzinfo) -> str:
         + (f", mailbox {report['mailbox']}" if report["mailbox"] else ""),
         "",
         promise_sentence(report),
-        f"First response: median {duration(first['median_s'])}, 90% within {duration(first['p90_s'])}, "
+        f"First response: median {duration(first['median_s'])}, 90% {within_duration(first['p90_s'])}, "
         f"longest {duration(first['max_s'])}; answered {first['answered']}, unanswered {first['unanswered']}.",
-        f"Volume: {volume['customer_messages']} customer messages, {volume['new_threads']} new conversations.",
+        f"Volume: {counted(volume['customer_messages'], 'customer message')}, "
+        f"{counted(volume['new_threads'], 'new conversation')}.",
         staffing_sentence(report["staffing"]),
         f"Backlog now: {backlog['open']} open, {backlog['overdue']} overdue.",
         "",
@@ -60,7 +67,7 @@ def render_text(report: dict, tz: tzinfo) -> str:
         *_responders(report["responders"]),
         f"Acknowledgments sent: {report['acks']['sent']}; not sent: "
         + (_counts(report["acks"]["suppressed"]) or "none"),
-        "Escalations: " + (_counts({f"step {k}": v for k, v in report["escalations"].items()}) or "none"),
+        "Escalations: " + (", ".join(f"{n} at step {step}" for step, n in report["escalations"].items()) or "none"),
     ]
     return "\n".join(lines)
 
@@ -85,4 +92,5 @@ def _responders(responders: list[dict]) -> list[str]:
 
 
 def _counts(counts: dict) -> str:
-    return ", ".join(f"{key} {value}" for key, value in counts.items())
+    """'3 too-old, 1 not-customer': the count first, so "step 1 1" cannot happen."""
+    return ", ".join(f"{value} {key}" for key, value in counts.items())

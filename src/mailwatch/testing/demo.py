@@ -4,7 +4,8 @@ It writes a config into a temporary folder, delivers a handful of typical suppor
 mails (customers, a reply in a thread, an out-of-office, a bounce, a newsletter, a
 staff answer), runs `mailwatch poll`, shows the acknowledgments that reached the SMTP
 sink, waits for the (demo-short) escalation step, polls again to show the escalation
-email, and shows `mailwatch threads`.
+email, and shows `mailwatch threads`. Every email it sent is written as an .eml file
+to a folder it names at the end (default `demo/mail`), to open in a mail client.
 """
 
 import argparse
@@ -16,8 +17,10 @@ from pathlib import Path
 
 from mailwatch import cli
 from mailwatch.testing.devservers import Dovecot, SmtpSink
+from mailwatch.wording import counted
 
 ACCOUNT = "support"
+MAIL_DIR = Path("demo/mail")  # relative to where the demo runs: scripts/demo runs it at the repo root
 
 
 def mail(sender: str, subject: str, body: str, **headers: str) -> bytes:
@@ -129,7 +132,20 @@ def show_mail(title: str, received: list) -> None:
         print(textwrap.indent(received[0].message.get_body(("plain",)).get_content().replace("\r\n", "\n"), "    "))
 
 
-def run_demo(folder: Path) -> None:
+def save_mail(received: list, mail_dir: Path) -> list[Path]:
+    """Write each email as `01-to-lead@acme.example.eml`, replacing an earlier run's files."""
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    for old in mail_dir.glob("*.eml"):
+        old.unlink()
+    paths = []
+    for number, mail in enumerate(received, start=1):
+        path = mail_dir / f"{number:02d}-to-{'+'.join(mail.recipients)}.eml"
+        path.write_bytes(mail.content)
+        paths.append(path)
+    return paths
+
+
+def run_demo(folder: Path, mail_dir: Path = MAIL_DIR) -> None:
     dovecot = Dovecot.create()  # its own folder: it runs unprivileged and must reach it
     sink = SmtpSink()
     dovecot.start()
@@ -152,6 +168,9 @@ def run_demo(folder: Path) -> None:
         show_mail("The team lead got this escalation:", sink.received[len(acks):])
         step("what still needs an answer, most urgent first", *base, "threads", "--open")
         step("how the team is doing", *base, "report")
+        saved = save_mail(sink.received, mail_dir.resolve())
+        print(f"\nEvery email the demo sent ({counted(len(saved), 'email')}) is in {mail_dir.resolve()}/ "
+              "as .eml files: open them in a mail client.")
     finally:
         sink.stop()
         dovecot.destroy()
@@ -160,13 +179,15 @@ def run_demo(folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it afterwards")
+    parser.add_argument("--mail", type=Path, default=MAIL_DIR, metavar="DIR",
+                        help=f"write every email sent here as .eml files (default: {MAIL_DIR})")
     args = parser.parse_args()
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        run_demo(args.keep.resolve())
+        run_demo(args.keep.resolve(), args.mail)
         return
     with tempfile.TemporaryDirectory(prefix="mailwatch-demo-") as folder:
-        run_demo(Path(folder))
+        run_demo(Path(folder), args.mail)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,13 @@ service imap-login {{
 protocol imap {{
   mail_max_userip_connections = 1000
 }}
+# A Sent folder (once created) carries the \\Sent special-use flag, as on real servers.
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    special_use = \\Sent
+  }}
+}}
 """
 # Bearer tokens are checked by asking an introspection endpoint (RFC 7662) over POST.
 OAUTH2_PASSDB = """\
