@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from datetime import date
 from functools import cached_property
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import holidays
 from pydantic import StrictStr, field_validator, model_validator
 
 from mailwatch.businesstime import MINUTES_PER_DAY, Calendar
-from mailwatch.config.types import MailboxName, Model, Text, problem
+from mailwatch.config.types import MailboxName, Model, Text, TimeZoneName, problem
 
 # The keys of `hours`, in weekday order (Monday is 0, as in date.weekday()).
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -68,19 +68,11 @@ class CalendarSettings(Model):
     """[[calendar]]: when a team works, in its own time zone."""
 
     name: MailboxName
-    timezone: StrictStr
+    timezone: TimeZoneName
     hours: dict[str, StrictStr]
     holidays: tuple[date, ...] = ()
     public_holidays: PublicHolidays | None = None
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise problem(f"unknown time zone: {value!r} (use an IANA name, e.g. Europe/Berlin)") from None
-        return value
 
     @field_validator("hours")
     @classmethod

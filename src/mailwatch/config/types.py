@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -124,6 +125,14 @@ def _check_url(value: str) -> str:
     return value
 
 
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise problem(f"unknown time zone: {value!r} (use an IANA name, e.g. Europe/Berlin or UTC)") from None
+    return value
+
+
 def _not_empty(value: str) -> str:
     if not value.strip():
         raise problem("must not be empty")
@@ -144,6 +153,8 @@ Host = Annotated[StrictStr, AfterValidator(_check_host)]
 Url = Annotated[StrictStr, AfterValidator(_check_url)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 Security = Literal["tls", "starttls", "none"]
+# An IANA time zone name such as "Europe/Berlin".
+TimeZoneName = Annotated[StrictStr, AfterValidator(_check_timezone)]
 # A staff address, or "@domain" for everyone there; stored lowercase.
 StaffEntry = Annotated[StrictStr, AfterValidator(_check_staff)]
 
