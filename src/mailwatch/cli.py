@@ -137,7 +137,7 @@ def _ticket(text: str) -> int:
 
 def _when(text: str) -> str:
     try:
-        parse_when(text, UTC, datetime.now(UTC))
+        parse_when(text, UTC, system_clock())  # only the syntax is checked here
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or days back (7d): {text!r}") from None
     return text
