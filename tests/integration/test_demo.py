@@ -6,8 +6,10 @@ from email.policy import default
 from mailwatch.testing.demo import run_demo
 
 
-def test_demo_keeps_every_email_it_sent_in_the_folder_it_names(tmp_path, capsys):
+def test_demo_keeps_every_email_it_sent_in_the_folder_it_names(tmp_path, capsys, monkeypatch):
     # The acknowledgments and the escalation survive the demo as .eml files, and the last line says where.
+    # As a new user runs it: as root on a fresh machine, without the suite's MAILWATCH_ALLOW_ROOT.
+    monkeypatch.delenv("MAILWATCH_ALLOW_ROOT", raising=False)
     mail_dir = tmp_path / "mail"
     (mail_dir).mkdir()
     (mail_dir / "99-to-stale@example.com.eml").write_bytes(b"Subject: from an earlier run\n\n")

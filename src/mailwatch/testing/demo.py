@@ -120,7 +120,11 @@ def write_config(folder: Path, dovecot: Dovecot, sink: SmtpSink) -> Path:
 
 def step(title: str, *argv: str) -> None:
     print(f"\n$ mailwatch {' '.join(argv[2:])}    # {title}")
-    cli.main(list(argv))
+    # Throwaway local servers in a temporary folder: the demo may run as root (README's first
+    # command on a fresh machine), though a real installation runs as its own user.
+    code = cli.main(["--allow-root", *argv])
+    if code != 0:
+        raise SystemExit(f"demo: `mailwatch {' '.join(argv[2:])}` exited with {code}")
 
 
 def show_mail(title: str, received: list) -> None:
