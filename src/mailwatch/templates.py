@@ -40,8 +40,13 @@ REFERENCES_KEPT = 10  # the tail of a long References chain is what threads a re
 
 
 def one_line(text: str, limit: int = SUBJECT_LIMIT) -> str:
-    """Text made safe for a header: one line, no control characters, bounded length."""
-    flat = " ".join(CONTROL.sub(" ", INVISIBLE.sub("", text)).split())
+    """Text made safe for a header: one line, no control characters, bounded length.
+
+    "=?" is split because Python's header registry decodes anything shaped like an RFC 2047
+    word in a value it is given: a customer's literal "=?bogus?q?=F0…" would come back as
+    undecodable bytes and make the whole ack impossible to serialise (fuzz seed 21).
+    """
+    flat = " ".join(CONTROL.sub(" ", INVISIBLE.sub("", text)).split()).replace("=?", "= ?")
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 

@@ -155,6 +155,18 @@ def test_header_injection_subject_stays_one_header(settings_with):
     assert message["Subject"] == "Re: Hi Bcc: victim@example.net [#1042]"
 
 
+@pytest.mark.parametrize("subject", [
+    "=?bogus?q?=FF?= =?bogus?q?=F0Ijqz+gg x",  # unknown charset, an unfinished word: fuzz seed 21
+    "Café =?utf-8?q?=ED=A0=80?= literal",  # a word that decodes to a lone surrogate
+    "=?utf-8?q?=C3=A9?= =?x?b?8A==?=",
+])
+def test_text_shaped_like_encoded_words_is_sent_as_the_customer_saw_it(settings_with, subject):
+    # The parsed subject is repeated literally, never decoded a second time by the header registry.
+    parsed = parse_message(*split_raw(inbound(subject)))
+    message = render_ack(settings_with(), inbound(subject))
+    assert message["Subject"] == f"Re: {parsed.subject.replace('=?', '= ?')} [#1042]"
+
+
 def test_display_name_with_comma_and_quotes_is_requoted():
     # The To header keeps one mailbox even when the name has a comma.
     value = header_address('O\'Brien, Siobhan "Shiv"', "siobhan.obrien@example.com")
@@ -174,6 +186,7 @@ def test_one_line_removes_controls_and_bounds_length():
     # Header values never contain line breaks and never exceed the limit.
     assert one_line("a\r\nb\x00c\u2028d") == "a b c d"
     assert len(one_line("x" * 5000)) == 200
+    assert one_line("a =?utf-8?q?x?= b") == "a = ?utf-8?q?x?= b"
 
 
 def test_broken_override_template_is_reported_with_file_and_line(settings_with, tmp_path):
