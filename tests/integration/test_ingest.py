@@ -13,10 +13,12 @@ from sqlalchemy import func, select
 
 from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
-from mailwatch.db.models import FolderState, Message, Thread
+from mailwatch.db.models import FolderState, Message, OutboxMail, Thread
 from mailwatch.imap import FetchedMessage, ImapConnection, ImapEndpoint
+from mailwatch.pipeline.acks import Acknowledger
 from mailwatch.pipeline.sync import folder_state
 from mailwatch.service import Service
+from mailwatch.templates import Templates
 from tests.mailfactory import customer_mail
 
 # Manifest categories that name what a person wrote; the rest are rules.py categories.
@@ -208,6 +210,34 @@ def test_a_message_that_cannot_be_stored_is_quarantined_and_the_rest_go_on(setti
         assert rows[2].parse_error and "naive" in rows[2].parse_error
         assert rows[1].thread_id is not None and rows[3].thread_id is not None
         assert session.scalars(select(FolderState.last_uid)).one() == 3
+
+
+class UnbuildableAcks(Templates):
+    """Stands in for any content that makes building the ack fail (fuzz seed 21 found one)."""
+
+    def render_mail(self, kind, context):
+        raise UnicodeEncodeError("ascii", "\udcf0", 0, 1, "a lone surrogate")
+
+
+def test_a_mail_whose_ack_cannot_be_built_is_still_logged_and_threaded(config_file, db_for, corpus, smtp_sink):
+    # The customer's mail keeps its category and thread (so it still escalates); only the ack is given up.
+    settings = load_settings(config_file(ack=True, smtp=smtp_sink))
+    db = db_for(settings)
+    service = Service(settings, db, system_clock)
+    ctx = service.folder_context(settings.mailboxes[0], "INBOX")
+    acks = ctx.acknowledger
+    ctx = replace(ctx, uidvalidity=7, acknowledger=Acknowledger(acks.policy, acks.branding, UnbuildableAcks(),
+                                                                acks.ticket_tag))
+    with db.session() as session:
+        folder_state(session, "support", "INBOX").uidvalidity = 7
+    good = (corpus / "01-plain-ascii.eml").read_bytes()
+    header, body = good.split(b"\r\n\r\n", 1)
+    service.folders.store_batch(ctx, [FetchedMessage(1, datetime.now(UTC), (), len(good), header, body)])
+    with db.session() as session:
+        row = session.scalars(select(Message)).one()
+        assert (row.category, row.parse_error, row.ack_outcome) == ("customer", None, "unsendable")
+        assert row.thread_id is not None and session.get(Thread, row.thread_id).deadline_at is not None
+    assert count(db, OutboxMail) == 0
 
 
 def test_nastiest_corpus_files_never_block_the_ones_after_them(dovecot, imap_user, settings, db, corpus):

@@ -705,6 +705,7 @@ class AckOutcome(StrEnum):
     SENDER_RATE_LIMITED = "sender-rate-limited"
     DEFERRED = "deferred"  # over the hourly cap or a domain's share: waits for budget
     MAX_AGE = "max-age"  # waited until it was older than max_age: never sent
+    UNSENDABLE = "unsendable"  # the ack could not be built from this mail: the mail is still logged
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ from email.utils import format_datetime
 
 import structlog
 from sqlalchemy import ColumnElement, false, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailwatch.config import FaqEntry
 from mailwatch.db.models import Message, OutboxKind, OutboxMail, OutboxStatus, ServiceState, Thread
 from mailwatch.durations import format_duration
+from mailwatch.errors import TransientError
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.mail.rules import AckDecision, AckFacts, AckOutcome, Verdict, decide_ack, normalised_address
 from mailwatch.pipeline.outbox import enqueue
@@ -84,10 +86,26 @@ class Acknowledger:
         row.ack_outcome, row.ack_reason = decision.outcome.value, decision.reason
         held = decision.outcome is AckOutcome.DEFERRED
         if (decision.send or held) and thread is not None and recipient is not None:
-            self._queue(session, thread, parsed, recipient, row, now, held=held, source_domain=source_domain)
+            decision = self._queue_or_give_up(session, decision, thread, parsed, recipient, row, now,
+                                              source_domain=source_domain)
         if not decision.send:
             self._log_suppressed(decision, row, thread)
         return decision
+
+    def _queue_or_give_up(self, session: Session, decision: AckDecision, thread: Thread, parsed: ParsedMessage,
+                          recipient: Address, row: Message, now: datetime, source_domain: str | None) -> AckDecision:
+        """Queue the ack; a mail whose ack cannot be built is still logged and still escalates."""
+        try:
+            self._queue(session, thread, parsed, recipient, row, now,
+                        held=decision.outcome is AckOutcome.DEFERRED, source_domain=source_domain)
+            return decision
+        except (SQLAlchemyError, TransientError):
+            raise  # the database's trouble, not this mail's: the batch is retried
+        except Exception as exc:  # noqa: BLE001 - anything this one mail's content can trigger
+            log.exception("ack_unsendable", thread=thread.id, message_id=row.message_id)
+            given_up = AckDecision(AckOutcome.UNSENDABLE, f"the ack could not be built: {type(exc).__name__}")
+            row.ack_outcome, row.ack_reason = given_up.outcome.value, given_up.reason
+            return given_up
 
     def _facts(self, session: Session, recipient: Address, source_domain: str | None, now: datetime) -> AckFacts:
         is_ack = OutboxMail.kind == OutboxKind.ACK
