@@ -11,7 +11,6 @@ Target: < 5 s for the year on SQLite.
 """
 
 import random
-import sqlite3
 import statistics
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from bench.harness import Bench, Stopwatch
 from bench.report import Result, Target
-from bench.sweep import DATETIME_FORMAT, chunks
+from bench.sweep import load_sqlite_tables
 from mailwatch.db.engine import Database
 from mailwatch.reports import Period, ReportScope, build_report
 from mailwatch.reports.html import render_html
@@ -74,26 +73,9 @@ def message_rows(threads: int) -> Iterator[tuple]:
                    "", 4000, "", "", "bench")
 
 
-def _param(value: object) -> object:
-    return value.astimezone(UTC).strftime(DATETIME_FORMAT) if isinstance(value, datetime) else value
-
-
 def load_sqlite(path: Path, threads: int) -> None:
-    """Create the schema through mailwatch, then executemany the rows in chunks."""
-    database = Database(f"sqlite:///{path}")
-    database.ensure_schema()
-    database.dispose()
-    connection = sqlite3.connect(path)
-    for table, columns, rows in (("threads", THREAD_COLUMNS, thread_rows(threads)),
-                                 ("messages", MESSAGE_COLUMNS, message_rows(threads))):
-        quoted = ", ".join(f'"{column}"' for column in columns)
-        statement = f'INSERT INTO {table} ({quoted}) VALUES ({", ".join("?" * len(columns))})'
-        for chunk in chunks(rows):
-            with connection:
-                connection.executemany(statement, [tuple(map(_param, row)) for row in chunk])
-    connection.execute("ANALYZE")
-    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    connection.close()
+    load_sqlite_tables(path, (("threads", THREAD_COLUMNS, thread_rows(threads)),
+                              ("messages", MESSAGE_COLUMNS, message_rows(threads))), analyze=True)
 
 
 def cached_sqlite(bench: Bench, threads: int) -> tuple[Path, float | None]:

@@ -20,7 +20,7 @@ import shutil
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,16 +164,24 @@ def _insert_sql(table: str, columns: tuple[str, ...], placeholder: str) -> str:
 
 def load_sqlite(path: Path, sizes: Sizes) -> None:
     """Create the schema through mailwatch, then executemany the rows in chunks."""
+    load_sqlite_tables(path, (("threads", THREAD_COLUMNS, thread_rows(sizes)),
+                              ("messages", MESSAGE_COLUMNS, message_rows(sizes))))
+
+
+def load_sqlite_tables(path: Path, tables: Iterable[tuple[str, tuple[str, ...], Iterator[tuple]]],
+                       analyze: bool = False) -> None:
+    """The schema through mailwatch, then each (table, columns, rows) executemany'd in chunks."""
     database = Database(f"sqlite:///{path}")
     database.ensure_schema()
     database.dispose()
     connection = sqlite3.connect(path)
-    for table, columns, rows in (("threads", THREAD_COLUMNS, thread_rows(sizes)),
-                                 ("messages", MESSAGE_COLUMNS, message_rows(sizes))):
+    for table, columns, rows in tables:
         statement = _insert_sql(table, columns, "?")
         for chunk in chunks(rows):
             with connection:
                 connection.executemany(statement, [tuple(map(_sqlite_param, row)) for row in chunk])
+    if analyze:
+        connection.execute("ANALYZE")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
 

@@ -14,11 +14,11 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailwatch.clock import iso_utc
 from mailwatch.db.models import OutboxKind, OutboxMail
 from mailwatch.pipeline.outbox import enqueue
 from mailwatch.policies import Branding
 from mailwatch.reports import Period, ReportScope, build_report, render_text
-from mailwatch.reports.aggregate import iso
 from mailwatch.reports.html import render_html
 from mailwatch.templates import RenderedMail, build_email, our_message_id
 
@@ -90,7 +90,7 @@ def queue_weekly_report(session: Session, weekly: WeeklyReport, now: datetime) -
         mail = _rendered(report, weekly.branding, period)
         for recipient in weekly.recipients:
             _queue_one(session, weekly.branding, mail, recipient, end, now)
-        log.info("weekly_report_queued", until=iso(end), recipients=len(weekly.recipients))
+        log.info("weekly_report_queued", until=iso_utc(end), recipients=len(weekly.recipients))
     return weeks
 
 
@@ -106,5 +106,5 @@ def _queue_one(session: Session, branding: Branding, mail: RenderedMail, recipie
                           message_id=our_message_id(0, now, branding.sender_domain),
                           extra_headers={"Auto-Submitted": "auto-generated",
                                          "X-Mailwatch-Loop": branding.sender_address})
-    enqueue(session, kind=OutboxKind.REPORT, dedupe_key=f"{KEY_PREFIX}{iso(end)}|{recipient.lower()}",
+    enqueue(session, kind=OutboxKind.REPORT, dedupe_key=f"{KEY_PREFIX}{iso_utc(end)}|{recipient.lower()}",
             message=message, recipient=recipient.lower(), envelope_from=branding.sender_address, now=now)

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import and_, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from mailwatch.clock import iso_utc
 from mailwatch.config.models import FaqEntry
 from mailwatch.db.models import Escalation, Message, OutboxKind, OutboxMail, OutboxStatus, Thread
 from mailwatch.mail.rules import Category
@@ -39,11 +40,6 @@ class ReportScope:
     faq: tuple[FaqEntry, ...] = ()
 
 
-def iso(value: datetime) -> str:
-    """ISO 8601 UTC ending in Z."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def build_report(session: Session, scope: ReportScope, now: datetime) -> dict:
     """The whole report as the `--json` object; the backlog is as of `now`."""
     period = scope.period
@@ -51,7 +47,7 @@ def build_report(session: Session, scope: ReportScope, now: datetime) -> dict:
     threads = _localised(_thread_buckets(session, scope), period)
     first = _first_response(session, scope)
     return {
-        "period": {"since": iso(period.since), "until": iso(period.until), "timezone": str(period.tz)},
+        "period": {"since": iso_utc(period.since), "until": iso_utc(period.until), "timezone": str(period.tz)},
         "mailbox": scope.mailbox,
         "sla_s": scope.sla_s,
         "volume": _volume(messages, threads, period),
@@ -271,7 +267,7 @@ def _backlog(session: Session, scope: ReportScope, now: datetime) -> dict:
             for low, high in zip(BACKLOG_AGES_S, bounds)]
     total, overdue, *counts = session.execute(
         select(func.count(), func.count(case((Thread.deadline_at < now, 1))), *bins).where(*where)).one()
-    return {"open": total, "overdue": overdue, "as_of": iso(now),
+    return {"open": total, "overdue": overdue, "as_of": iso_utc(now),
             "by_age": [{"older_than_s": low, "count": n} for low, n in zip(BACKLOG_AGES_S, counts)]}
 
 

@@ -1,4 +1,4 @@
-"""SQL pieces that SQLite and PostgreSQL spell differently: epoch seconds, differences, ranks."""
+"""SQL pieces that SQLite and PostgreSQL spell differently: time buckets, differences, ranks."""
 
 from sqlalchemy import BigInteger, Float, Integer, case, cast, func, literal_column
 from sqlalchemy.sql import ColumnElement
@@ -7,13 +7,6 @@ BUCKET_S = 900  # 15 minutes: every real time zone's offset is a multiple, so bu
 # SQLite: julianday() is the cheapest date function; day 2440587.5 is 1970-01-01, 96 buckets a day.
 _JULIAN_EPOCH_BUCKETS = 234_296_400  # 2440587.5 * 96
 _BOUNDARY_NUDGE = 1e-6  # a bucket's first instant must not round down into the one before (< 1 ms)
-
-
-def epoch_s(dialect: str, column) -> ColumnElement:
-    """Whole seconds since 1970 of a UTC timestamp column."""
-    if dialect == "sqlite":
-        return cast(func.strftime("%s", column), Integer)
-    return cast(func.floor(func.extract("epoch", column)), BigInteger)
 
 
 def bucket(dialect: str, column) -> ColumnElement:
