@@ -35,6 +35,7 @@ from structlog.testing import capture_logs
 
 from mailwatch.clock import system_clock
 from mailwatch.config import load_settings
+from mailwatch.daemon.server import settle_garbage_collector
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Message
 from mailwatch.testing.devservers import local_config
@@ -227,6 +228,7 @@ def run(mails: int, seed: int) -> dict:
         ctx = replace(service.folder_context(service.settings.mailboxes[0], "INBOX"), uidvalidity=1)
         quarantined = 0
         warmup_ms = warm_up(sync, ctx, base, pool[-38:] + pool[:WARM_UP])
+        settle_garbage_collector()  # as `mailwatch run` does once it has started
         started = time.perf_counter()
         for uid in range(1, mails + 1):
             raw = mutate(rng, rng.choice(pool), pool)
