@@ -16,7 +16,7 @@ from mailwatch.mail.rules import (
     Category, Identity, Verdict, author, author_authentication, classify, reply_address, reply_to_own_address,
     staff_answer,
 )
-from mailwatch.pipeline.acks import Acknowledger
+from mailwatch.pipeline.acks import Acknowledger, AckLedger
 from mailwatch.pipeline.threads import find_thread, open_thread
 from mailwatch.sla import IMAP_LOGIN, AnsweredVia, ClockPolicy, apply_message, mark_answered, skip_escalations
 
@@ -97,8 +97,18 @@ def record_batch(session: Session, ctx: FolderContext, batch: list[FetchedMessag
         for fetched in batch:
             results.append(_record(session, ctx, fetched, now, recent))
     session.flush()
+    ledger = _ack_ledger(ctx, results, now)
     with session.no_autoflush:  # the ack decisions only read the outbox, which inserts directly
-        return [item if isinstance(item, Logged) else _finish(session, ctx, item, now) for item in results]
+        return [item if isinstance(item, Logged) else _finish(session, ctx, item, now, ledger) for item in results]
+
+
+def _ack_ledger(ctx: FolderContext, results: list["_Recorded | Logged"], now: datetime) -> AckLedger | None:
+    # The outbox facts once per batch, for the customers whose new threads may be acknowledged.
+    if ctx.acknowledger is None:
+        return None
+    customers = [item.customer for item in results
+                 if isinstance(item, _Recorded) and item.customer and item.new_thread and item.verdict.is_customer]
+    return ctx.acknowledger.ledger(now, customers)
 
 
 def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime) -> Logged:
@@ -137,13 +147,14 @@ def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: 
     return _Recorded(fetched, parsed, verdict, customer, authentication, row, thread, new_thread)
 
 
-def _finish(session: Session, ctx: FolderContext, item: _Recorded, now: datetime) -> Logged:
+def _finish(session: Session, ctx: FolderContext, item: _Recorded, now: datetime,
+            ledger: AckLedger | None = None) -> Logged:
     row = item.row
     if ctx.acknowledger is not None:
         ctx.acknowledger.consider(session, thread=item.thread, new_thread=item.new_thread, parsed=item.parsed,
                                   verdict=item.verdict, recipient=item.customer, row=row, now=now,
                                   authenticated=item.authentication.passed,
-                                  reply_to_own=reply_to_own_address(item.parsed, ctx.identity))
+                                  reply_to_own=reply_to_own_address(item.parsed, ctx.identity), ledger=ledger)
     return Logged(row.uid, row.message_id, row.category, row.thread_id, ack_outcome=row.ack_outcome,
                   reason=row.category_reason, received_at=row.received_at)
 

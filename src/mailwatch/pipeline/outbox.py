@@ -70,8 +70,9 @@ def enqueue(
         content=message.as_bytes(policy=SMTP), status=status, attempts=0, source_domain=source_domain,
         recipient_key=recipient_key,
         next_attempt_at=now, created_at=now,
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return session.execute(statement).rowcount == 1
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMail.id)
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT, inserted or not.
+    return session.execute(statement).first() is not None
 
 
 @dataclass(frozen=True)
