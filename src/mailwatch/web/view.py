@@ -47,7 +47,7 @@ def parse_until(text: str, tz: tzinfo | str, now: datetime) -> datetime | str:
         local = datetime.fromisoformat(text.strip())  # "2026-06-09T09:00", with or without seconds
     except ValueError:
         return "Choose a date and time to snooze until."
-    if local.tzinfo is not None:
+    if local.tzinfo is not None or "T" not in text:  # a bare date or an offset is not what the form sends
         return "Choose a date and time to snooze until."
     until = local.replace(tzinfo=zone(tz)).astimezone(now.tzinfo)
     if until <= now:
