@@ -48,10 +48,7 @@ class Escalated:
     daemon: Daemon
     arrived: datetime
     links: dict[int, str]  # ticket → the link in the lead's escalation email
-
-    @property
-    def port(self) -> int:
-        return self.daemon.web_server.port
+    port: int  # where [web] listens
 
 
 @asynccontextmanager
@@ -66,7 +63,7 @@ async def escalated(path: Path, clock: FakeClock, smtp_sink: SmtpSink, threads: 
         clock.now = arrived + timedelta(hours=1, minutes=1)
         await daemon.jobs.sweep(clock())
         await until(lambda: len(smtp_sink.to(LEAD)) == 1)
-        yield Escalated(daemon, arrived, links_in(smtp_sink.to(LEAD)[0].message))
+        yield Escalated(daemon, arrived, links_in(smtp_sink.to(LEAD)[0].message), daemon.web_server.port)
     finally:
         await daemon.shutdown()
 
