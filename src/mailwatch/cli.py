@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import select
@@ -31,6 +32,7 @@ from mailwatch.oauth2.device import DeviceFlowEnded, device_login
 from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
 from mailwatch.oauth2.store import TokenStore
 from mailwatch.oauth2.tokens import SignIn
+from mailwatch.pipeline.actions import CLI_ACTOR
 from mailwatch.policies import Policies, build_policies, ticket_label
 from mailwatch.reports import build_period, build_report, render_text, scope_for
 from mailwatch.reports.csv import write_csv
@@ -395,9 +397,17 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     service = Service(settings, db, system_clock)
-    change = service.set_thread_status(args.ticket, args.action)
+    change = service.set_thread_status(args.ticket, args.action, local_actor())
     print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {thread_change_text(change, settings)}")
     return EXIT_OK
+
+
+def local_actor() -> str:
+    """Who acts from this shell, for the thread's action log: "cli:<login>"."""
+    try:
+        return f"{CLI_ACTOR}{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return f"{CLI_ACTOR}uid{os.getuid()}"
 
 
 def thread_change_text(change: ThreadChange, settings: Settings) -> str:

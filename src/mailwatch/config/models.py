@@ -7,6 +7,7 @@ from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -24,7 +25,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mailwatch.config.calendar import CalendarSettings
 from mailwatch.config.oauth2 import OAuth2Settings, check_auth
-from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password
+from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password, resolve_secret
 from mailwatch.config.types import (
     ADDRESS,
     CredentialName,
@@ -429,6 +430,69 @@ class MetricsSettings(Model):
         return int(self.listen.rpartition(":")[2])
 
 
+# The keys that can supply the [web] signing key, plain value first (as resolve_secret wants).
+WEB_SECRET_KEYS = ("secret", "secret_file", "secret_env", "secret_credential")
+WEB_SECRET_MIN_BYTES = 32  # an HMAC-SHA256 key shorter than its output weakens the signature
+
+
+class WebSettings(Model):
+    """[web]: where the action-link page listens and what the links in escalation emails point to."""
+
+    listen: StrictStr = "127.0.0.1:8025"
+    base_url: StrictStr
+    # After loading, `secret` holds the signing key whichever key supplied it.
+    secret: Secret | None = None
+    secret_file: Path | None = None
+    secret_env: EnvName | None = None
+    secret_credential: CredentialName | None = None
+    link_lifetime: Duration = timedelta(days=7)
+
+    _host_and_port = field_validator("listen")(MetricsSettings._host_and_port.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("base_url")
+    @classmethod
+    def _public_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise problem(f"not an http(s) URL: {value!r}")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise problem(f"must be https (http is allowed only for a loopback host), not {value!r}")
+        if parts.query or parts.fragment or not value.endswith("/"):
+            raise problem(f"must end with \"/\" and carry no query or fragment: {value!r}")
+        return value
+
+    @field_validator("link_lifetime")
+    @classmethod
+    def _positive_lifetime(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise problem("must be longer than zero")
+        return value
+
+    @model_validator(mode="after")
+    def _read_secret(self, info: ValidationInfo) -> WebSettings:
+        resolve_secret(self, info, WEB_SECRET_KEYS, required=True)
+        if len(self.secret_key) < WEB_SECRET_MIN_BYTES:
+            source = next(key for key in WEB_SECRET_KEYS if getattr(self, key) is not None)
+            raise problem(f"the signing key must be at least {WEB_SECRET_MIN_BYTES} bytes long", source)
+        return self
+
+    @property
+    def host(self) -> str:
+        """The address to bind, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The TCP port to bind."""
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def secret_key(self) -> bytes:
+        """The signing key as bytes, for mailwatch.links."""
+        assert self.secret is not None  # _read_secret requires it
+        return self.secret.reveal().encode("utf-8")
+
+
 class Settings(Model):
     """The whole configuration file, validated; pass it (or parts of it) down explicitly."""
 
@@ -444,6 +508,7 @@ class Settings(Model):
     faq: FaqSettings = FaqSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings | None = None
+    web: WebSettings | None = None
     source: Path = Path("mailwatch.toml")
     warnings: tuple[str, ...] = ()
 
