@@ -20,6 +20,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("taken_at", sa.DateTime(timezone=True)))
         batch.add_column(sa.Column("taken_clock", sa.Integer()))
         batch.add_column(sa.Column("snoozed_until", sa.DateTime(timezone=True)))
+        batch.add_column(sa.Column("snoozed_clock", sa.Integer()))
     op.create_table(
         "thread_actions",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -38,6 +39,7 @@ def downgrade() -> None:
     op.drop_index("ix_thread_actions_thread_id", "thread_actions")
     op.drop_table("thread_actions")
     with op.batch_alter_table("threads") as batch:
+        batch.drop_column("snoozed_clock")
         batch.drop_column("snoozed_until")
         batch.drop_column("taken_clock")
         batch.drop_column("taken_at")

@@ -272,4 +272,6 @@ def snooze_thread(thread: ClockedThread, now: datetime, until: datetime, policy:
         return
     thread.clock_started_at += shift
     thread.deadline_at = clock_deadline(thread, policy)
-    thread.next_escalation_at = next_step_at(thread, policy)
+    pending = next_step_at(thread, policy)
+    # A step already overdue when snoozed (the sweep had not run yet) waits for `until` too.
+    thread.next_escalation_at = max(pending, until) if pending else None

@@ -159,6 +159,17 @@ class Thread(Base):
     taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     taken_clock: Mapped[int | None] = mapped_column(Integer)
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    snoozed_clock: Mapped[int | None] = mapped_column(Integer)
+
+    def taken_now(self) -> tuple[str, datetime] | None:
+        """Who took the running clock and when, if anyone did."""
+        if self.taken_clock != self.clock or self.taken_by is None or self.taken_at is None:
+            return None
+        return self.taken_by, self.taken_at
+
+    def snoozed_now(self) -> datetime | None:
+        """Until when the running clock is snoozed, if it is."""
+        return self.snoozed_until if self.snoozed_clock == self.clock else None
 
 
 class Message(Base):

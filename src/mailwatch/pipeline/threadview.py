@@ -62,14 +62,14 @@ def thread_view(session: Session, policies: Policies, ticket: int, now: datetime
     thread = session.get(Thread, ticket)
     if thread is None:
         return None
-    taken = thread.taken_clock == thread.clock
+    taken = thread.taken_now()
     return ThreadView(
         ticket=thread.id, subject=thread.subject, customer_name=thread.customer_name,
         customer_address=thread.customer_address, mailbox=thread.mailbox, status=str(thread.status),
         clock=thread.clock, deadline_at=thread.deadline_at, tz=_zone(policies, thread.mailbox),
         time_left=thread.deadline_at - now if thread.deadline_at else None,
-        taken_by=thread.taken_by if taken else None, taken_at=thread.taken_at if taken else None,
-        snoozed_until=thread.snoozed_until if thread.snoozed_until and thread.snoozed_until > now else None,
+        taken_by=taken[0] if taken else None, taken_at=taken[1] if taken else None,
+        snoozed_until=thread.snoozed_now(),
         escalations=_escalations(session, thread), messages=_messages(session, thread.id),
         actions=actions_of(session, thread.id),
     )
