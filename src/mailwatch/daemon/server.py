@@ -141,15 +141,14 @@ class Daemon:
 
     async def _start_web_server(self) -> "WebServer | None":
         """The [web] action pages on this event loop; reads settings and service through self (a reload)."""
-        if getattr(self.settings, "web", None) is None:  # Settings.web arrives with issue 17's domain half
+        if self.settings.web is None:
             return None
         from mailwatch.web.app import WebContext, make_app  # aiohttp is imported only where [web] is set
         from mailwatch.web.server import WebServer
 
         context = WebContext(web=lambda: self.settings.web, policies=lambda: self.service.policies,
                              session=lambda: self.db.session(), clock=self.clock)
-        listen = self.settings.web.listen
-        server = WebServer(listen.host, listen.port, make_app(context))
+        server = WebServer(self.settings.web.host, self.settings.web.port, make_app(context))
         await server.start()
         return server
 

@@ -19,7 +19,8 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from mailwatch.links import LinkClaim, LinkExpired, LinkRefused, read_token
-from mailwatch.pipeline.actions import Action, apply_action, thread_view
+from mailwatch.pipeline.actions import Action, ActionRefused, StaleLink, apply_action
+from mailwatch.pipeline.threadview import thread_view
 from mailwatch.web import forms
 from mailwatch.web.headers import headers_middleware
 from mailwatch.web.pages import Pages
@@ -42,8 +43,11 @@ class WebContext:
     clock: Callable[[], datetime]
 
 
+PAGE_ACTIONS = (Action.ANSWERED, Action.TAKE, Action.SNOOZE, Action.CLOSE)  # reopen stays the CLI's
+
+
 def secret_bytes(web_settings) -> bytes:
-    return web_settings.secret.reveal().encode()
+    return web_settings.secret_key
 
 
 def make_app(context: WebContext) -> web.Application:
@@ -125,11 +129,10 @@ class _Handlers:
             log.info("web_action_refused", ticket=ticket, outcome="bad form token")
             return self._page(403, self.pages.notice("Please use the page's buttons", "This request did not come "
                                                      "from a current mailwatch page. Open the link again and retry."))
-        try:
-            action = Action(request.match_info["action"])
-        except ValueError:
-            raise web.HTTPNotFound(text="no such action\n") from None
-        return await self._apply(request, claim, action, form, now)
+        action = request.match_info["action"]
+        if action not in PAGE_ACTIONS:
+            raise web.HTTPNotFound(text="no such action\n")
+        return await self._apply(request, claim, Action(action), form, now)
 
     async def _apply(self, request: web.Request, claim: LinkClaim, action, form, now: datetime) -> web.Response:
         ticket, back = claim.ticket, f"../{claim.ticket}?k={quote(_field(form, 'k'), safe='')}"
@@ -143,9 +146,12 @@ class _Handlers:
             options["until"] = until
         try:
             result = await asyncio.to_thread(self._run, ticket, action, claim.recipient, now, options)
-        except LinkRefused as exc:  # the link is for an earlier clock: the customer wrote again since
+        except StaleLink as exc:  # the link is for an earlier clock: the customer wrote again since
             log.info("web_action_refused", ticket=ticket, action=str(action), outcome="stale link")
-            return self._page(409, self.pages.notice("The conversation moved on", str(exc), fresh_link=True, back=back))
+            return self._page(409, self.pages.notice("The conversation moved on", str(exc), fresh_link=True))
+        except ActionRefused as exc:  # a bad snooze time or note, or the thread vanished
+            log.info("web_action_refused", ticket=ticket, action=str(action), outcome="refused")
+            return self._page(400, self.pages.notice("That did not work", str(exc), back=back))
         log.info("web_action", ticket=ticket, action=str(action), outcome="changed" if result.changed else "unchanged")
         raise web.HTTPSeeOther(location=f"{back}&done={action}")
 
