@@ -139,7 +139,8 @@ class Service:
         sends = settings.smtp is not None
         self.acknowledgers = {mailbox.name: self._acknowledger(mailbox.name) for mailbox in settings.mailboxes} if sends else {}
         self.acknowledger = self.acknowledgers.get(settings.mailboxes[0].name)  # the first, for `check`
-        self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
+        self.escalator = Escalator(policies.escalation, policies.branding, self.templates,
+                                   settings.web) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
         self.tokens = TokenStore(db)

@@ -470,9 +470,10 @@ class WebSettings(Model):
 
     @model_validator(mode="after")
     def _read_secret(self, info: ValidationInfo) -> WebSettings:
+        given = [key for key in WEB_SECRET_KEYS if getattr(self, key) is not None]
         resolve_secret(self, info, WEB_SECRET_KEYS, required=True)
         if len(self.secret_key) < WEB_SECRET_MIN_BYTES:
-            source = next(key for key in WEB_SECRET_KEYS if getattr(self, key) is not None)
+            source = given[0]  # the key the person wrote, not `secret` that now holds the value
             raise problem(f"the signing key must be at least {WEB_SECRET_MIN_BYTES} bytes long", source)
         return self
 
