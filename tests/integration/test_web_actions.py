@@ -15,7 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from mailwatch.db.models import Thread
-from tests.integration.web_helpers import FakeClock, LEAD, escalated, form_fields, threads_json, web_config
+from tests.integration.web_helpers import (
+    LEAD, FakeClock, escalated, form_fields, thread_rows, threads_json, web_config)
 from tests.mailfactory import customer_mail
 
 HEADERS = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
@@ -102,7 +103,7 @@ def test_forged_posts_changed_or_expired_links_and_big_bodies_are_refused_and_ch
 
     async def scenario() -> list[str]:
         async with escalated(path, clock, smtp_sink, threads=2) as run, aiohttp.ClientSession() as http:
-            before = await threads_json(path)
+            before = thread_rows(run.daemon)
             (one, link), (other, other_link) = sorted(run.links.items())
             async with http.get(link) as response:
                 fields = form_fields(await response.text())
@@ -125,7 +126,7 @@ def test_forged_posts_changed_or_expired_links_and_big_bodies_are_refused_and_ch
             async with http.get(link) as response:
                 assert response.status == 410 and "next escalation digest" in await response.text()
             assert (await post(http, link, "answered", fields)).status == 410
-            assert await threads_json(path) == before
+            assert thread_rows(run.daemon) == before
         with pytest.raises(OSError):  # the daemon's shutdown closed the listener
             await asyncio.open_connection("127.0.0.1", run.port)
         return [link.split("?k=")[1] for link in run.links.values()]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.chromium import FLAGS, chromium_binary, png_pixels
-from tests.integration.web_helpers import FakeClock, escalated, threads_json, web_config
+from tests.integration.web_helpers import FakeClock, escalated, thread_rows, web_config
 from tests.mailfactory import customer_mail
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -73,9 +73,9 @@ def test_a_phone_browser_opens_the_emailed_link_clicks_answered_and_the_thread_i
     async def scenario() -> str:
         async with escalated(path, clock, smtp_sink, threads=1) as run:
             (ticket, link), = run.links.items()
-            assert (await threads_json(path))[ticket]["status"] == "open"
+            assert thread_rows(run.daemon)[ticket]["status"] == "open"
             page = await asyncio.to_thread(click_answered, link)
-            assert (await threads_json(path))[ticket]["status"] == "answered"
+            assert thread_rows(run.daemon)[ticket]["status"] == "answered"
             return page
 
     page = asyncio.run(scenario())

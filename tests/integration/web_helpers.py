@@ -17,7 +17,8 @@ from sqlalchemy import select
 from mailwatch.config import load_settings
 from mailwatch.daemon import Daemon
 from mailwatch.daemon.notify import Notifier
-from mailwatch.db.models import Message
+from mailwatch.db.models import Message, Thread
+from mailwatch.pipeline.threadview import actions_of
 from mailwatch.testing.devservers import SmtpSink, free_port
 from tests.integration.test_daemon_clock import FakeClock, until
 
@@ -79,6 +80,14 @@ async def threads_json(path: Path) -> dict[int, dict]:
                                                     "threads", "--json"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return {thread["ticket"]: thread for thread in json.loads(done.stdout)}
+
+
+def thread_rows(daemon: Daemon) -> dict[int, dict]:
+    """Every column of every thread and its action log, straight from the database (cheaper than the CLI)."""
+    with daemon.db.session() as session:
+        threads = session.scalars(select(Thread)).all()
+        return {thread.id: {column.key: getattr(thread, column.key) for column in Thread.__table__.columns}
+                | {"actions": actions_of(session, thread.id)} for thread in threads}
 
 
 def form_fields(page: str) -> dict[str, str]:
