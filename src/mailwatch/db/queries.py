@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailwatch.db.models import Escalation, Thread
+from mailwatch.db.models import Escalation, Thread, ThreadAction
 from mailwatch.sla import ThreadStatus
 
 
@@ -29,3 +29,12 @@ def escalations_sent(session: Session) -> dict[int, int]:
         .group_by(Escalation.thread_id)
     )
     return dict(rows.all())
+
+
+def actions_by_thread(session: Session) -> dict[int, list[ThreadAction]]:
+    """Every thread's recorded actions (from links and the CLI), oldest first, in one query."""
+    grouped: dict[int, list[ThreadAction]] = {}
+    for action in session.scalars(select(ThreadAction).order_by(ThreadAction.thread_id, ThreadAction.at,
+                                                                ThreadAction.id)):
+        grouped.setdefault(action.thread_id, []).append(action)
+    return grouped
