@@ -151,6 +151,13 @@ def test_a_link_from_before_the_customer_wrote_again_is_stale(dovecot, imap_user
     cycle_at(service, clock, timedelta(hours=21, minutes=1))
     with pytest.raises(StaleLink):
         act(service, clock, link, Action.TAKE)
+    with service.db.session() as session:
+        view = thread_view(session, service.policies, 1001, clock.now)
+    # The page shows the new clock, both customer messages oldest first, and the earlier answer.
+    assert (view.clock, view.status, view.customer.address) == (2, "open", "customer1@example.com")
+    assert [(m.direction, m.when) for m in view.messages] == [("customer", T0), ("customer", T0 + timedelta(hours=21))]
+    assert view.time_left == timedelta(hours=8) - timedelta(minutes=1)  # next_response, counted from 21h
+    assert [a.action for a in view.actions] == ["answered"] and view.taken_by is None
 
 
 def test_mailwatch_link_prints_a_working_link(dovecot, imap_user, web_service, capsys):

@@ -31,10 +31,12 @@ def escalations_sent(session: Session) -> dict[int, int]:
     return dict(rows.all())
 
 
-def actions_by_thread(session: Session) -> dict[int, list[ThreadAction]]:
-    """Every thread's recorded actions (from links and the CLI), oldest first, in one query."""
+def actions_by_thread(session: Session, thread_id: int | None = None) -> dict[int, list[ThreadAction]]:
+    """Every thread's (or one thread's) recorded actions, from links and the CLI, oldest first, in one query."""
+    query = select(ThreadAction).order_by(ThreadAction.thread_id, ThreadAction.at, ThreadAction.id)
+    if thread_id is not None:
+        query = query.where(ThreadAction.thread_id == thread_id)
     grouped: dict[int, list[ThreadAction]] = {}
-    for action in session.scalars(select(ThreadAction).order_by(ThreadAction.thread_id, ThreadAction.at,
-                                                                ThreadAction.id)):
+    for action in session.scalars(query):
         grouped.setdefault(action.thread_id, []).append(action)
     return grouped
