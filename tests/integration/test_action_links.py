@@ -170,3 +170,9 @@ def test_mailwatch_link_prints_a_working_link(dovecot, imap_user, web_service, c
     claim = read_token(KEY.encode(), 1001, parse_qs(urlsplit(link).query)["k"][0], T0 + timedelta(days=1))
     assert (claim.ticket, claim.recipient) == (1001, "boss@acme.example")
     assert main(["--config", str(path), "--allow-root", "link", "9999", "--to", "boss@acme.example"]) == 64
+
+
+def test_mailwatch_link_without_web_says_what_is_missing(config_file, smtp_sink, capsys):
+    path = config_file(extra=SLA, smtp=smtp_sink)
+    assert main(["--config", str(path), "--allow-root", "link", "1001", "--to", "boss@acme.example"]) == 2
+    assert "[web]" in capsys.readouterr().err
