@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     Field,
     StrictBool,
     StrictInt,
@@ -406,18 +407,10 @@ class LoggingSettings(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class MetricsSettings(Model):
-    """[metrics]: where Prometheus /metrics and /healthz listen."""
+class _Listening:
+    """A section with `listen = "host:port"`: the address to bind, split."""
 
-    listen: StrictStr
-
-    @field_validator("listen")
-    @classmethod
-    def _host_and_port(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise problem(f"not host:port with a port from 1 to 65535: {value!r}")
-        return value
+    listen: str
 
     @property
     def host(self) -> str:
@@ -430,15 +423,28 @@ class MetricsSettings(Model):
         return int(self.listen.rpartition(":")[2])
 
 
+def _host_and_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise problem(f"not host:port with a port from 1 to 65535: {value!r}")
+    return value
+
+
+class MetricsSettings(_Listening, Model):
+    """[metrics]: where Prometheus /metrics and /healthz listen."""
+
+    listen: Annotated[StrictStr, AfterValidator(_host_and_port)]
+
+
 # The keys that can supply the [web] signing key, plain value first (as resolve_secret wants).
 WEB_SECRET_KEYS = ("secret", "secret_file", "secret_env", "secret_credential")
 WEB_SECRET_MIN_BYTES = 32  # an HMAC-SHA256 key shorter than its output weakens the signature
 
 
-class WebSettings(Model):
+class WebSettings(_Listening, Model):
     """[web]: where the action-link page listens and what the links in escalation emails point to."""
 
-    listen: StrictStr = "127.0.0.1:8025"
+    listen: Annotated[StrictStr, AfterValidator(_host_and_port)] = "127.0.0.1:8025"
     base_url: StrictStr
     # After loading, `secret` holds the signing key whichever key supplied it.
     secret: Secret | None = None
@@ -446,8 +452,6 @@ class WebSettings(Model):
     secret_env: EnvName | None = None
     secret_credential: CredentialName | None = None
     link_lifetime: Duration = timedelta(days=7)
-
-    _host_and_port = field_validator("listen")(MetricsSettings._host_and_port.__func__)  # type: ignore[attr-defined]
 
     @field_validator("base_url")
     @classmethod
@@ -476,16 +480,6 @@ class WebSettings(Model):
             source = given[0]  # the key the person wrote, not `secret` that now holds the value
             raise problem(f"the signing key must be at least {WEB_SECRET_MIN_BYTES} bytes long", source)
         return self
-
-    @property
-    def host(self) -> str:
-        """The address to bind, without IPv6 brackets."""
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        """The TCP port to bind."""
-        return int(self.listen.rpartition(":")[2])
 
     @property
     def secret_key(self) -> bytes:

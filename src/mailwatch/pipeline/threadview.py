@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailwatch.db.models import Escalation, Message, Thread, ThreadAction
+from mailwatch.businesstime import time_left
+from mailwatch.db.models import Escalation, Message, Thread
+from mailwatch.db.queries import actions_by_thread
 from mailwatch.mail.rules import Category
 from mailwatch.policies import Policies
 
 MESSAGES_SHOWN = 50  # a page on a phone; the newest matter most
 
 
-@dataclass(frozen=True)
-class MessageView:
+class MessageView(NamedTuple):
     who: str
     when: datetime  # UTC
     snippet: str  # plain text: the page escapes it, never renders the customer's HTML
     direction: str  # "customer", "staff", "ack" (our own mail) or "other" (auto-replies, bounces, …)
 
 
-@dataclass(frozen=True)
-class ActionView:
+class ActionView(NamedTuple):
     action: str
     actor: str
     at: datetime
@@ -33,15 +34,19 @@ class ActionView:
     until: datetime | None
 
 
+class Customer(NamedTuple):
+    name: str
+    address: str
+
+
 @dataclass(frozen=True)
 class ThreadView:
     ticket: int
     subject: str
-    customer_name: str
-    customer_address: str
+    customer: Customer
     mailbox: str
     status: str
-    clock: int
+    clock: int  # the running clock: a link for an earlier one is stale
     deadline_at: datetime | None
     tz: tzinfo
     time_left: timedelta | None  # negative once overdue; None without a running clock
@@ -64,15 +69,22 @@ def thread_view(session: Session, policies: Policies, ticket: int, now: datetime
         return None
     taken = thread.taken_now()
     return ThreadView(
-        ticket=thread.id, subject=thread.subject, customer_name=thread.customer_name,
-        customer_address=thread.customer_address, mailbox=thread.mailbox, status=str(thread.status),
+        ticket=thread.id, subject=thread.subject, customer=Customer(thread.customer_name, thread.customer_address),
+        mailbox=thread.mailbox, status=str(thread.status),
         clock=thread.clock, deadline_at=thread.deadline_at, tz=_zone(policies, thread.mailbox),
-        time_left=thread.deadline_at - now if thread.deadline_at else None,
+        time_left=_time_left(policies, thread, now),
         taken_by=taken[0] if taken else None, taken_at=taken[1] if taken else None,
         snoozed_until=thread.snoozed_now(),
         escalations=_escalations(session, thread), messages=_messages(session, thread.id),
         actions=actions_of(session, thread.id),
     )
+
+
+def _time_left(policies: Policies, thread: Thread, now: datetime) -> timedelta | None:
+    # As the digest counts it: business time for a mailbox on a calendar.
+    if thread.deadline_at is None:
+        return None
+    return time_left(now, thread.deadline_at, policies.for_mailbox(thread.mailbox).clock.calendar)
 
 
 def _zone(policies: Policies, mailbox: str) -> tzinfo:
@@ -98,7 +110,6 @@ def _who(row: Message) -> str:
 
 
 def actions_of(session: Session, thread_id: int) -> tuple[ActionView, ...]:
-    """The thread's recorded actions, oldest first (also for `threads --json`)."""
-    rows = session.scalars(select(ThreadAction).where(ThreadAction.thread_id == thread_id)
-                           .order_by(ThreadAction.at, ThreadAction.id)).all()
+    """The thread's recorded actions, oldest first."""
+    rows = actions_by_thread(session, thread_id).get(thread_id, [])
     return tuple(ActionView(row.action, row.actor, row.at, row.note, row.until) for row in rows)
