@@ -116,7 +116,9 @@ def test_forged_posts_changed_or_expired_links_and_big_bodies_are_refused_and_ch
                 assert_secure(response)
             assert (await post(http, link, "answered", other_fields)).status == 403  # B's link and form for A
             assert (await post(http, link, "answered", fields | {"note": "x" * 20_000})).status == 413
-            tampered = flip_last(link)
+            # In the middle: base64url's last character may carry unused bits, so changing it can decode the same.
+            middle = len(link) - 20
+            tampered = link[:middle] + ("A" if link[middle] != "A" else "B") + link[middle + 1:]
             async with http.get(tampered) as response:
                 assert response.status == 403 and "fresh link" in await response.text()
                 assert_secure(response)

@@ -24,7 +24,7 @@ def page_context(view, claim, link_token: str, form_token: str, now: datetime, d
         "view": view,
         "recipient": claim.recipient,
         "when": lambda value: human_time(value, tz) if value else "",
-        "customer": f"{view.customer_name} <{view.customer_address}>" if view.customer_name else view.customer_address,
+        "customer": f"{view.customer.name} <{view.customer.address}>" if view.customer.name else view.customer.address,
         "time_left": _time_left(view.time_left),
         "late": view.time_left is not None and view.time_left < timedelta(0),
         "link_token": link_token,
