@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import select
@@ -10,6 +11,7 @@ import sys
 import time as time_module
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 
 import structlog
@@ -20,17 +22,19 @@ from mailwatch.clock import iso_utc, system_clock
 from mailwatch.config import Settings, default_config_path, load_settings
 from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
-from mailwatch.db.models import Thread
-from mailwatch.db.queries import escalations_sent, list_threads
+from mailwatch.db.models import Thread, ThreadAction
+from mailwatch.db.queries import actions_by_thread, escalations_sent, list_threads
 from mailwatch.durations import rounded
 from mailwatch.errors import ConfigError, MailwatchError, NoSuchThread, TemplateProblem
 from mailwatch.imap import FolderStatus, ImapConnection
+from mailwatch.links import action_link
 from mailwatch.logs import configure_logging
 from mailwatch.oauth2.client import DeviceCode
 from mailwatch.oauth2.device import DeviceFlowEnded, device_login
 from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
 from mailwatch.oauth2.store import TokenStore
 from mailwatch.oauth2.tokens import SignIn
+from mailwatch.pipeline.actions import CLI_ACTOR
 from mailwatch.policies import Policies, build_policies, ticket_label
 from mailwatch.reports import build_period, build_report, render_text, scope_for
 from mailwatch.reports.csv import write_csv
@@ -95,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", type=Path, metavar="DIR", help="write one CSV file per table into DIR")
     output.add_argument("--html", type=Path, metavar="FILE", help="write one self-contained HTML page")
     thread = _command(commands, "thread", "change one conversation by hand")
+    link = _command(commands, "link", "print a fresh signed link to a conversation's page (needs [web])")
+    link.add_argument("ticket", type=_ticket, metavar="TICKET", help="the ticket number, e.g. 1042 or #1042")
+    link.add_argument("--to", type=_address, required=True, metavar="ADDRESS",
+                      help="whose link it is: their address is recorded with what they do through it")
     _thread_actions(thread.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions"))
     login = _command(commands, "login", "sign a mailbox (or SMTP) in with OAuth2, once: the device flow",
                      epilog="Exit codes: 0 signed in, 1 failed, 2 nothing to sign in, 3 declined, 4 code expired.")
@@ -126,6 +134,13 @@ THREAD_ACTIONS = {
     "close": "end the conversation: nothing more is expected of staff, even if the customer writes again",
     "reopen": "start a new clock from now, as if the customer had just written again",
 }
+
+
+def _address(text: str) -> str:
+    _name, address = parseaddr(text)
+    if "@" not in address or any(char.isspace() for char in address):
+        raise argparse.ArgumentTypeError(f"not an email address: {text!r}")
+    return address.lower()
 
 
 def _ticket(text: str) -> int:
@@ -384,9 +399,11 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
     with db.session() as session:
         threads = list_threads(session, open_only=args.open)
         sent = escalations_sent(session) if args.json else {}
+        actions = actions_by_thread(session) if args.json else {}
     policies = build_policies(settings)
     if args.json:
-        print(json.dumps([thread_json(thread, policies, sent.get(thread.id, 0)) for thread in threads], indent=2))
+        print(json.dumps([thread_json(thread, policies, sent.get(thread.id, 0), actions.get(thread.id, ()))
+                          for thread in threads], indent=2))
     else:
         print(threads_table(threads, settings, system_clock(), terminal_width(), policies))
     return EXIT_OK
@@ -395,8 +412,30 @@ def cmd_threads(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_thread(settings: Settings, args: argparse.Namespace) -> int:
     db = schema_ready(settings)
     service = Service(settings, db, system_clock)
-    change = service.set_thread_status(args.ticket, args.action)
+    change = service.set_thread_status(args.ticket, args.action, local_actor())
     print(f"{ticket_label(settings.service.ticket_prefix, args.ticket)}: {thread_change_text(change, settings)}")
+    return EXIT_OK
+
+
+def local_actor() -> str:
+    """Who acts from this shell, for the thread's action log: "cli:<login>"."""
+    try:
+        return f"{CLI_ACTOR}{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return f"{CLI_ACTOR}uid{os.getuid()}"
+
+
+def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.web is None:
+        raise ConfigError([f"{settings.source}: web: not configured: `link` needs a [web] table with base_url "
+                           "and a signing key"])
+    db = schema_ready(settings)
+    with db.session() as session:
+        thread = session.get(Thread, args.ticket)
+        if thread is None:
+            raise NoSuchThread(f"no thread with ticket {args.ticket}")
+        clock = thread.clock
+    print(action_link(settings.web, args.ticket, clock, args.to, system_clock()))
     return EXIT_OK
 
 
@@ -435,9 +474,11 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def thread_json(thread: Thread, policies: Policies | None = None, escalations: int = 0) -> dict:
+def thread_json(thread: Thread, policies: Policies | None = None, escalations: int = 0,
+                actions: Sequence[ThreadAction] = ()) -> dict:
     """The `threads --json` object; times in ISO 8601 UTC ('Z'), `clock` the deadline's clock."""
     clock = policies.for_mailbox(thread.mailbox).clock.label if policies else "elapsed"
+    taken = thread.taken_now()  # a take belongs to its clock: a new customer message ends it
     return {
         "ticket": thread.id,
         "mailbox": thread.mailbox,
@@ -456,6 +497,11 @@ def thread_json(thread: Thread, policies: Policies | None = None, escalations: i
         "escalation_level": thread.escalation_level,  # steps passed, skipped ones included
         "escalations_sent": escalations,  # steps that went out by email, this clock
         "messages": thread.message_count,
+        "taken_by": taken[0] if taken else None,
+        "taken_at": iso_utc(taken[1]) if taken else None,
+        "snoozed_until": iso_utc(thread.snoozed_now()),
+        "actions": [{"action": action.action, "actor": action.actor, "at": iso_utc(action.at), "note": action.note,
+                     "until": iso_utc(action.until)} for action in actions],
     }
 
 
@@ -558,6 +604,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "poll": cmd_poll,
     "threads": cmd_threads,
     "thread": cmd_thread,
+    "link": cmd_link,
     "report": cmd_report,
     "login": cmd_login,
 }

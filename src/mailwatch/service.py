@@ -20,12 +20,13 @@ from mailwatch.clock import Clock
 from mailwatch.config import MailboxSettings, Settings
 from mailwatch.db.engine import Database
 from mailwatch.db.models import Thread
-from mailwatch.errors import NoSuchThread, TransientError
+from mailwatch.errors import TransientError
 from mailwatch.imap import ImapConnection, ImapEndpoint
 from mailwatch.mail.rules import Identity
 from mailwatch.oauth2.signins import all_sign_ins, describe, imap_sign_in, smtp_sign_in
 from mailwatch.oauth2.store import TokenStore
 from mailwatch.oauth2.tokens import Bearer, SignIn
+from mailwatch.pipeline.actions import CLI_ACTOR, Action, apply_action
 from mailwatch.pipeline.acks import Acknowledger, sample_context
 from mailwatch.pipeline.alerts import Notice, notice_context, queue_notice, sample_notice
 from mailwatch.pipeline.escalations import (
@@ -42,7 +43,6 @@ from mailwatch.pipeline.threads import ticket_pattern
 from mailwatch.pipeline.weekly import Schedule, WeeklyReport, queue_weekly_report
 from mailwatch.policies import build_policies
 from mailwatch.reports import scope_for
-from mailwatch.sla import LOCAL_COMMAND, AnsweredVia, ThreadStatus, close_thread, mark_answered, reopen_thread
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.templates import Templates
 from mailwatch.tls import tls_context
@@ -139,7 +139,8 @@ class Service:
         sends = settings.smtp is not None
         self.acknowledgers = {mailbox.name: self._acknowledger(mailbox.name) for mailbox in settings.mailboxes} if sends else {}
         self.acknowledger = self.acknowledgers.get(settings.mailboxes[0].name)  # the first, for `check`
-        self.escalator = Escalator(policies.escalation, policies.branding, self.templates) if sends else None
+        self.escalator = Escalator(policies.escalation, policies.branding, self.templates,
+                                   settings.web) if sends else None
         self.outbox = Outbox(db, self.smtp_sender, clock, retry_policy(settings)) if settings.smtp else None
         self._smtp_tls: ssl.SSLContext | None = None
         self.tokens = TokenStore(db)
@@ -328,28 +329,13 @@ class Service:
         async with self.smtp_sender():
             pass
 
-    def set_thread_status(self, ticket: int, action: str) -> ThreadChange:
+    def set_thread_status(self, ticket: int, action: str, actor: str = CLI_ACTOR) -> ThreadChange:
         """`mailwatch thread answered|close|reopen`: the thread's status now, and whether it changed."""
         with self.db.session() as session:
+            result = apply_action(session, self.policies, ticket, Action(action), actor, self.clock())
             thread = session.get(Thread, ticket)
-            if thread is None:
-                raise NoSuchThread(f"no thread with ticket {ticket}")
-            changed = self._change_thread(thread, action)
-            result = ThreadChange(ticket, thread.status, changed, thread.answered_at, thread.answered_via,
+            change = ThreadChange(ticket, thread.status, result.changed, thread.answered_at, thread.answered_via,
                                   thread.answered_by)
-        if changed:
-            log.info("thread_changed", thread=ticket, action=action, status=result.status)  # committed
-        return result
-
-    def _change_thread(self, thread: Thread, action: str) -> bool:
-        # False when the thread already is what was asked: answering twice would move answered_at.
-        now, policy = self.clock(), self.policies.for_mailbox(thread.mailbox).clock
-        if action == "answered":
-            return mark_answered(thread, now, via=AnsweredVia.COMMAND, by=None, policy=policy, how=LOCAL_COMMAND)
-        if action == "close":
-            if thread.status == ThreadStatus.CLOSED:
-                return False
-            close_thread(thread)
-            return True
-        reopen_thread(thread, now, policy)
-        return True
+        if result.changed:
+            log.info("thread_changed", thread=ticket, action=action, status=change.status)  # committed
+        return change

@@ -248,3 +248,30 @@ def _start_new_clock(thread: ClockedThread, started_at: datetime, deadline: date
     thread.deadline_at = deadline
     thread.escalation_level = 0
     thread.next_escalation_at = next_step_at(thread, policy)
+
+
+def take_thread(thread: ClockedThread, policy: ClockPolicy) -> None:
+    """'I'll take it': no step of this clock goes out before the deadline; steps at or after it still do.
+
+    The steps before the deadline count as dealt with (escalation_level), so the sweep, a
+    restart and a reload (which recompute from the level) all skip them alike.
+    """
+    if thread.deadline_at is None:
+        return
+    times = step_times(thread.clock_started_at, policy.steps, policy.calendar, policy.holds)
+    before = sum(1 for at in times if at < thread.deadline_at)
+    thread.escalation_level = max(thread.escalation_level, before)
+    thread.next_escalation_at = next_step_at(thread, policy)
+
+
+def snooze_thread(thread: ClockedThread, now: datetime, until: datetime, policy: ClockPolicy) -> None:
+    """Snooze until `until`: the clock moves on by (until - now), so the deadline and every pending
+    step move with it and nothing fires before `until`; steps already sent stay sent."""
+    shift = until - now
+    if shift <= timedelta(0):
+        return
+    thread.clock_started_at += shift
+    thread.deadline_at = clock_deadline(thread, policy)
+    pending = next_step_at(thread, policy)
+    # A step already overdue when snoozed (the sweep had not run yet) waits for `until` too.
+    thread.next_escalation_at = max(pending, until) if pending else None

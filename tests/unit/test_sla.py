@@ -19,6 +19,8 @@ from mailwatch.sla import (
     next_escalation_at,
     reopen_thread,
     reopened_deadline,
+    snooze_thread,
+    take_thread,
 )
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -181,3 +183,53 @@ def test_reopening_keeps_the_first_response():
     mark_answered(thread, T0 + timedelta(days=4), via="sent-folder", by="bob@acme.example", policy=policy)
     assert (thread.first_answered_at, thread.first_answered_by) == (T0 + timedelta(hours=2), "ann@acme.example")
     assert thread.answered_at == T0 + timedelta(days=4)
+
+
+# "I'll take it" and "snooze": what a person's action does to the steps still to come.
+
+TAKE_POLICY = ClockPolicy(DAY, steps=(timedelta(hours=4), timedelta(hours=20), timedelta(hours=24),
+                                      timedelta(hours=30)))
+
+
+def test_taking_a_thread_skips_the_steps_before_the_deadline_only():
+    thread = open_thread_at(T0, TAKE_POLICY)
+    take_thread(thread, TAKE_POLICY)
+    # 4h and 20h are before the 24h deadline: dealt with; 24h (at the deadline) still goes out.
+    assert thread.escalation_level == 2
+    assert thread.next_escalation_at == T0 + timedelta(hours=24)
+    assert list(due_steps(T0, T0 + timedelta(hours=23), TAKE_POLICY.steps, thread.escalation_level)) == []
+    assert list(due_steps(T0, T0 + timedelta(hours=24), TAKE_POLICY.steps, thread.escalation_level)) == [3]
+
+
+def test_taking_never_unsends_a_step():
+    thread = open_thread_at(T0, TAKE_POLICY)
+    thread.escalation_level = 3
+    take_thread(thread, TAKE_POLICY)
+    assert thread.escalation_level == 3
+    assert thread.next_escalation_at == T0 + timedelta(hours=30)
+
+
+def test_snoozing_moves_the_deadline_and_pending_steps_past_the_snooze():
+    thread = open_thread_at(T0, TAKE_POLICY)
+    thread.escalation_level = 1  # the 4h step went out
+    now, until = T0 + timedelta(hours=5), T0 + timedelta(hours=29)
+    snooze_thread(thread, now, until, TAKE_POLICY)
+    shift = until - now
+    assert thread.deadline_at == T0 + DAY + shift
+    assert thread.next_escalation_at == T0 + timedelta(hours=20) + shift
+    assert thread.escalation_level == 1
+
+
+@given(now_h=st.integers(0, 40), until_h=st.integers(1, 200), level=st.integers(0, 4))
+def test_nothing_fires_before_the_snooze_ends(now_h, until_h, level):
+    # The sweep sends only threads whose next_escalation_at has come: it must not come before `until`.
+    thread = open_thread_at(T0, TAKE_POLICY)
+    thread.escalation_level = level
+    now = T0 + timedelta(hours=now_h)
+    until = now + timedelta(hours=until_h)
+    snooze_thread(thread, now, until, TAKE_POLICY)
+    assert thread.deadline_at == T0 + DAY + (until - now)
+    if level == len(TAKE_POLICY.steps):
+        assert thread.next_escalation_at is None
+    else:
+        assert thread.next_escalation_at >= until

@@ -7,9 +7,11 @@ from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     Field,
     StrictBool,
     StrictInt,
@@ -24,7 +26,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mailwatch.config.calendar import CalendarSettings
 from mailwatch.config.oauth2 import OAuth2Settings, check_auth
-from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password
+from mailwatch.config.secrets import PASSWORD_KEYS, Secret, mask_url_password, resolve_password, resolve_secret
 from mailwatch.config.types import (
     ADDRESS,
     CredentialName,
@@ -405,18 +407,10 @@ class LoggingSettings(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class MetricsSettings(Model):
-    """[metrics]: where Prometheus /metrics and /healthz listen."""
+class _Listening:
+    """A section with `listen = "host:port"`: the address to bind, split."""
 
-    listen: StrictStr
-
-    @field_validator("listen")
-    @classmethod
-    def _host_and_port(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise problem(f"not host:port with a port from 1 to 65535: {value!r}")
-        return value
+    listen: str
 
     @property
     def host(self) -> str:
@@ -427,6 +421,71 @@ class MetricsSettings(Model):
     def port(self) -> int:
         """The TCP port to bind."""
         return int(self.listen.rpartition(":")[2])
+
+
+def _host_and_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise problem(f"not host:port with a port from 1 to 65535: {value!r}")
+    return value
+
+
+class MetricsSettings(_Listening, Model):
+    """[metrics]: where Prometheus /metrics and /healthz listen."""
+
+    listen: Annotated[StrictStr, AfterValidator(_host_and_port)]
+
+
+# The keys that can supply the [web] signing key, plain value first (as resolve_secret wants).
+WEB_SECRET_KEYS = ("secret", "secret_file", "secret_env", "secret_credential")
+WEB_SECRET_MIN_BYTES = 32  # an HMAC-SHA256 key shorter than its output weakens the signature
+
+
+class WebSettings(_Listening, Model):
+    """[web]: where the action-link page listens and what the links in escalation emails point to."""
+
+    listen: Annotated[StrictStr, AfterValidator(_host_and_port)] = "127.0.0.1:8025"
+    base_url: StrictStr
+    # After loading, `secret` holds the signing key whichever key supplied it.
+    secret: Secret | None = None
+    secret_file: Path | None = None
+    secret_env: EnvName | None = None
+    secret_credential: CredentialName | None = None
+    link_lifetime: Duration = timedelta(days=7)
+
+    @field_validator("base_url")
+    @classmethod
+    def _public_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise problem(f"not an http(s) URL: {value!r}")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise problem(f"must be https (http is allowed only for a loopback host), not {value!r}")
+        if parts.query or parts.fragment or not value.endswith("/"):
+            raise problem(f"must end with \"/\" and carry no query or fragment: {value!r}")
+        return value
+
+    @field_validator("link_lifetime")
+    @classmethod
+    def _positive_lifetime(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise problem("must be longer than zero")
+        return value
+
+    @model_validator(mode="after")
+    def _read_secret(self, info: ValidationInfo) -> WebSettings:
+        given = [key for key in WEB_SECRET_KEYS if getattr(self, key) is not None]
+        resolve_secret(self, info, WEB_SECRET_KEYS, required=True)
+        if len(self.secret_key) < WEB_SECRET_MIN_BYTES:
+            source = given[0]  # the key the person wrote, not `secret` that now holds the value
+            raise problem(f"the signing key must be at least {WEB_SECRET_MIN_BYTES} bytes long", source)
+        return self
+
+    @property
+    def secret_key(self) -> bytes:
+        """The signing key as bytes, for mailwatch.links."""
+        assert self.secret is not None  # _read_secret requires it
+        return self.secret.reveal().encode("utf-8")
 
 
 class Settings(Model):
@@ -444,6 +503,7 @@ class Settings(Model):
     faq: FaqSettings = FaqSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings | None = None
+    web: WebSettings | None = None
     source: Path = Path("mailwatch.toml")
     warnings: tuple[str, ...] = ()
 

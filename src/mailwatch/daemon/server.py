@@ -117,6 +117,7 @@ class Daemon:
         self.metrics = Metrics(self.db, self.clock)
         self.metrics.alerts_waiting.set_function(lambda: len(self.notices.waiting()))
         self.metrics_server = self._start_metrics_server()
+        self.web_server = await self._start_web_server()  # after migrations: its pages read the new schema
         self.scheduler = AsyncIOScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self.jobs.schedule(self.scheduler, self.clock())
@@ -137,6 +138,19 @@ class Daemon:
         listen = self.settings.metrics
         server = MetricsServer(listen.host, listen.port, self.metrics, self.health_problems)
         server.start()
+        return server
+
+    async def _start_web_server(self) -> "WebServer | None":
+        """The [web] action pages on this event loop; reads settings and service through self (a reload)."""
+        if self.settings.web is None:
+            return None
+        from mailwatch.web.app import WebContext, make_app  # aiohttp is imported only where [web] is set
+        from mailwatch.web.server import WebServer
+
+        context = WebContext(web=lambda: self.settings.web, policies=lambda: self.service.policies,
+                             session=lambda: self.db.session(), clock=self.clock)
+        server = WebServer(self.settings.web.host, self.settings.web.port, make_app(context))
+        await server.start()
         return server
 
     def _watcher_hooks(self) -> WatcherHooks:
@@ -279,6 +293,8 @@ class Daemon:
         deadline = self.loop.time() + SHUTDOWN_TIMEOUT_S
         self.stopping.set()  # also when shutdown is called without a signal (tests, errors)
         self.threads_stop.set()
+        if self.web_server:
+            await self.web_server.stop()  # no new actions; one in flight finishes first
         self.watchers.signal_stop()  # no new batches from here on
         await self.jobs.finish(JOBS_FINISH_S)  # running jobs end by themselves, not cancelled mid-write
         self.scheduler.shutdown(wait=False)

@@ -154,6 +154,22 @@ class Thread(Base):
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # "I'll take it" holds for one clock: a new customer message starts a clock nobody has taken.
+    taken_by: Mapped[str | None] = mapped_column(String(320))
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    taken_clock: Mapped[int | None] = mapped_column(Integer)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    snoozed_clock: Mapped[int | None] = mapped_column(Integer)
+
+    def taken_now(self) -> tuple[str, datetime] | None:
+        """Who took the running clock and when, if anyone did."""
+        if self.taken_clock != self.clock or self.taken_by is None or self.taken_at is None:
+            return None
+        return self.taken_by, self.taken_at
+
+    def snoozed_now(self) -> datetime | None:
+        """Until when the running clock is snoozed, if it is."""
+        return self.snoozed_until if self.snoozed_clock == self.clock else None
 
 
 class Message(Base):
@@ -257,6 +273,21 @@ class Escalation(Base):
     clock: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ThreadAction(Base):
+    """One action a person took on a thread (from a link or the CLI), kept for the record."""
+
+    __tablename__ = "thread_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"), index=True)
+    clock: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ServiceState(Base):

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailwatch.db.models import Escalation, Thread
+from mailwatch.db.models import Escalation, Thread, ThreadAction
 from mailwatch.sla import ThreadStatus
 
 
@@ -29,3 +29,14 @@ def escalations_sent(session: Session) -> dict[int, int]:
         .group_by(Escalation.thread_id)
     )
     return dict(rows.all())
+
+
+def actions_by_thread(session: Session, thread_id: int | None = None) -> dict[int, list[ThreadAction]]:
+    """Every thread's (or one thread's) recorded actions, from links and the CLI, oldest first, in one query."""
+    query = select(ThreadAction).order_by(ThreadAction.thread_id, ThreadAction.at, ThreadAction.id)
+    if thread_id is not None:
+        query = query.where(ThreadAction.thread_id == thread_id)
+    grouped: dict[int, list[ThreadAction]] = {}
+    for action in session.scalars(query):
+        grouped.setdefault(action.thread_id, []).append(action)
+    return grouped

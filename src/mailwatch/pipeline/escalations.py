@@ -15,8 +15,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailwatch.config.models import WebSettings
 from mailwatch.db.models import Escalation, Message, OutboxKind, ServiceState, Thread
 from mailwatch.durations import format_duration, rounded
+from mailwatch.links import action_link
 from mailwatch.mail.rules import Category
 from mailwatch.pipeline.outbox import enqueue
 from mailwatch.businesstime import Calendar, time_left
@@ -100,10 +102,12 @@ def realign_schedule(session: Session, policy: EscalationPolicy) -> int:
 class Escalator:
     """Finds due steps and queues the escalation digests."""
 
-    def __init__(self, policy: EscalationPolicy, branding: Branding, templates: Templates) -> None:
+    def __init__(self, policy: EscalationPolicy, branding: Branding, templates: Templates,
+                 web: WebSettings | None = None) -> None:
         self.policy = policy
         self.branding = branding
         self.templates = templates
+        self.web = web  # None: no [web], so no links in the digest
 
     def sweep(self, session: Session, now: datetime) -> SweepReport:
         """Escalate every thread whose next step is due; queue one digest per recipient."""
@@ -149,7 +153,7 @@ class Escalator:
                       now: datetime) -> None:
         branding = self.branding
         items = sorted(items, key=lambda item: (item.thread.deadline_at or now, item.thread.id))
-        context = self.context([contexts[id(item)] for item in items], now)
+        context = self.context([self._with_link(contexts[id(item)], item, recipient, now) for item in items], now)
         first = items[0].thread.id
         message = build_email(
             self.templates.render_mail("escalation", context), sender=branding.sender, to=recipient,
@@ -161,6 +165,12 @@ class Escalator:
                 message=message, recipient=recipient, envelope_from=branding.sender_address, now=now,
                 thread_id=first if len(items) == 1 else None)
 
+    def _with_link(self, context: dict, item: DueItem, recipient: str, now: datetime) -> dict:
+        # A link is the recipient's own capability: the same item gets a different one per person.
+        if self.web is None:
+            return context
+        return {**context, "link": action_link(self.web, item.thread.id, item.thread.clock, recipient, now)}
+
     def item_context(self, item: DueItem, quote: str, now: datetime) -> dict:
         """What the templates show about one escalated thread."""
         thread, branding = item.thread, self.branding
@@ -168,6 +178,7 @@ class Escalator:
         tz = policy.tz or branding.tz  # the mailbox's local time: its calendar's zone
         # Time left in the thread's own clock: business time when it runs on a calendar.
         left = time_left(now, thread.deadline_at, policy.clock.calendar) if thread.deadline_at else timedelta(0)
+        taken, snoozed = thread.taken_now(), thread.snoozed_now()
         return {
             "ticket": branding.ticket(thread.id),
             "ticket_number": thread.id,
@@ -184,6 +195,9 @@ class Escalator:
             "messages": thread.message_count,
             "quote": quote[:DIGEST_QUOTE_CHARS],
             "answer_command": f"mailwatch thread answered {thread.id}",
+            "taken_by": taken[0] if taken else "",
+            "snoozed_until": human_time(snoozed, tz) if snoozed else "",
+            "link": "",
         }
 
     def context(self, items: list[dict], now: datetime) -> dict:
