@@ -21,6 +21,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("taken_clock", sa.Integer()))
         batch.add_column(sa.Column("snoozed_until", sa.DateTime(timezone=True)))
         batch.add_column(sa.Column("snoozed_clock", sa.Integer()))
+    # A plain ADD COLUMN: SQLite takes a NOT NULL column with a constant default without
+    # rebuilding the table (a rebuild would lose the ticket numbering that starts at 1001).
+    op.add_column("threads", sa.Column("snooze_shift_s", sa.Integer(), nullable=False, server_default=sa.text("0")))
     op.create_table(
         "thread_actions",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -39,6 +42,7 @@ def downgrade() -> None:
     op.drop_index("ix_thread_actions_thread_id", "thread_actions")
     op.drop_table("thread_actions")
     with op.batch_alter_table("threads") as batch:
+        batch.drop_column("snooze_shift_s")
         batch.drop_column("snoozed_clock")
         batch.drop_column("snoozed_until")
         batch.drop_column("taken_clock")

@@ -7,6 +7,7 @@ thread's clock fields (`ClockedThread`), so tests never sleep, patch or touch a
 database.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -86,6 +87,23 @@ class ClockedThread(Protocol):
     first_answered_at: datetime | None
     first_answered_via: str | None
     first_answered_by: str | None
+    snoozed_until: datetime | None
+    snoozed_clock: int | None
+    snooze_shift_s: int
+
+
+def clock_anchor(thread: ClockedThread) -> datetime:
+    """What the running clock's deadline and steps count from: its start, moved on by its snoozes.
+
+    The start itself never moves: it is when the customer's wait began, which the digest,
+    the metrics and the report show.
+    """
+    return thread.clock_started_at + timedelta(seconds=thread.snooze_shift_s or 0)
+
+
+def snoozed_on_clock(thread: ClockedThread) -> datetime | None:
+    """Until when the running clock is snoozed, if it is."""
+    return thread.snoozed_until if thread.snoozed_clock == thread.clock else None
 
 
 def first_deadline(received_at: datetime, policy: ClockPolicy) -> datetime:
@@ -103,7 +121,7 @@ def reopened_deadline(received_at: datetime, policy: ClockPolicy) -> datetime | 
 def clock_deadline(thread: ClockedThread, policy: ClockPolicy) -> datetime:
     """The deadline of a thread's running clock under `policy`: for recomputing after a reload."""
     response = policy.first_response if thread.clock <= 1 else (policy.next_response or policy.first_response)
-    return deadline(thread.clock_started_at, response, policy.calendar)
+    return deadline(clock_anchor(thread), response, policy.calendar)
 
 
 def step_times(clock_started_at: datetime, steps_after: Sequence[timedelta], calendar: Calendar | None = None,
@@ -137,9 +155,23 @@ def next_escalation_at(clock_started_at: datetime, steps_after: Sequence[timedel
 
 
 def next_step_at(thread: ClockedThread, policy: ClockPolicy) -> datetime | None:
-    """When the thread's next step goes out under `policy`."""
-    return next_escalation_at(thread.clock_started_at, policy.steps, thread.escalation_level, policy.calendar,
-                              policy.holds)
+    """When the thread's next step goes out under `policy`; never before a snooze ends.
+
+    Recomputed from the stored facts alone, so a restart or a reload during a snooze
+    cannot bring a step forward (one already overdue when snoozed waits too).
+    """
+    pending = next_escalation_at(clock_anchor(thread), policy.steps, thread.escalation_level, policy.calendar,
+                                 policy.holds)
+    until = snoozed_on_clock(thread)
+    return max(pending, until) if pending and until else pending
+
+
+def thread_due_steps(thread: ClockedThread, now: datetime, policy: ClockPolicy) -> range:
+    """The steps due by `now` and not yet sent, counted from the anchor; none while snoozed."""
+    until = snoozed_on_clock(thread)
+    if until is not None and now < until:
+        return range(0)
+    return due_steps(clock_anchor(thread), now, policy.steps, thread.escalation_level, policy.calendar, policy.holds)
 
 
 def human_time(value: datetime, tz: tzinfo) -> str:
@@ -156,6 +188,7 @@ def start_first_clock(thread: ClockedThread, received_at: datetime, policy: Cloc
     thread.status = ThreadStatus.OPEN
     thread.clock = 1
     thread.clock_started_at = thread.last_customer_at = received_at
+    thread.snooze_shift_s = 0
     thread.deadline_at = first_deadline(received_at, policy)
     thread.escalation_level = 0
     thread.next_escalation_at = next_step_at(thread, policy)
@@ -245,6 +278,7 @@ def _start_new_clock(thread: ClockedThread, started_at: datetime, deadline: date
     thread.status = ThreadStatus.OPEN
     thread.clock += 1
     thread.clock_started_at = started_at
+    thread.snooze_shift_s = 0
     thread.deadline_at = deadline
     thread.escalation_level = 0
     thread.next_escalation_at = next_step_at(thread, policy)
@@ -258,20 +292,19 @@ def take_thread(thread: ClockedThread, policy: ClockPolicy) -> None:
     """
     if thread.deadline_at is None:
         return
-    times = step_times(thread.clock_started_at, policy.steps, policy.calendar, policy.holds)
+    times = step_times(clock_anchor(thread), policy.steps, policy.calendar, policy.holds)
     before = sum(1 for at in times if at < thread.deadline_at)
     thread.escalation_level = max(thread.escalation_level, before)
     thread.next_escalation_at = next_step_at(thread, policy)
 
 
 def snooze_thread(thread: ClockedThread, now: datetime, until: datetime, policy: ClockPolicy) -> None:
-    """Snooze until `until`: the clock moves on by (until - now), so the deadline and every pending
-    step move with it and nothing fires before `until`; steps already sent stay sent."""
+    """Snooze until `until`: the clock's anchor moves on by (until - now), so the deadline and every
+    pending step move with it and nothing fires before `until`; steps already sent stay sent."""
     shift = until - now
     if shift <= timedelta(0):
         return
-    thread.clock_started_at += shift
+    thread.snooze_shift_s = (thread.snooze_shift_s or 0) + math.ceil(shift.total_seconds())
+    thread.snoozed_until, thread.snoozed_clock = until, thread.clock
     thread.deadline_at = clock_deadline(thread, policy)
-    pending = next_step_at(thread, policy)
-    # A step already overdue when snoozed (the sweep had not run yet) waits for `until` too.
-    thread.next_escalation_at = max(pending, until) if pending else None
+    thread.next_escalation_at = next_step_at(thread, policy)

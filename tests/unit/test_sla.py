@@ -19,8 +19,10 @@ from mailwatch.sla import (
     next_escalation_at,
     reopen_thread,
     reopened_deadline,
+    next_step_at,
     snooze_thread,
     take_thread,
+    thread_due_steps,
 )
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -233,3 +235,24 @@ def test_nothing_fires_before_the_snooze_ends(now_h, until_h, level):
         assert thread.next_escalation_at is None
     else:
         assert thread.next_escalation_at >= until
+
+
+def test_a_snooze_moves_the_steps_but_never_when_the_customer_began_to_wait():
+    # The digest's "received" time, the metrics' oldest wait and the report's backlog read clock_started_at.
+    thread = open_thread_at(T0, TAKE_POLICY)
+    snooze_thread(thread, T0 + timedelta(hours=1), T0 + timedelta(hours=10), TAKE_POLICY)
+    assert thread.clock_started_at == T0
+    assert thread.deadline_at == T0 + DAY + timedelta(hours=9)
+
+
+@given(overdue_h=st.integers(0, 30), snooze_h=st.integers(1, 100))
+def test_a_step_overdue_when_snoozed_waits_for_the_snooze_even_after_a_reload(overdue_h, snooze_h):
+    # A reload recomputes next_escalation_at from the stored facts: the snooze must survive that.
+    thread = open_thread_at(T0, TAKE_POLICY)
+    now = T0 + timedelta(hours=4 + overdue_h)  # the 4h step is due, the sweep has not sent it yet
+    until = now + timedelta(hours=snooze_h)
+    snooze_thread(thread, now, until, TAKE_POLICY)
+    thread.next_escalation_at = None  # what a reload throws away
+    assert next_step_at(thread, TAKE_POLICY) >= until
+    assert list(thread_due_steps(thread, until - timedelta(seconds=1), TAKE_POLICY)) == []
+    assert list(thread_due_steps(thread, until + timedelta(hours=200), TAKE_POLICY)) == [1, 2, 3, 4]

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from mailwatch.sla import ThreadStatus
+from mailwatch.sla import ThreadStatus, snoozed_on_clock
 
 # Constraint names are spelled out so that Alembic batch mode on SQLite can find them.
 NAMING_CONVENTION = {
@@ -160,6 +160,8 @@ class Thread(Base):
     taken_clock: Mapped[int | None] = mapped_column(Integer)
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     snoozed_clock: Mapped[int | None] = mapped_column(Integer)
+    # Seconds the running clock's deadline and steps were moved by snoozes; clock_started_at stays put.
+    snooze_shift_s: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     def taken_now(self) -> tuple[str, datetime] | None:
         """Who took the running clock and when, if anyone did."""
@@ -169,7 +171,7 @@ class Thread(Base):
 
     def snoozed_now(self) -> datetime | None:
         """Until when the running clock is snoozed, if it is."""
-        return self.snoozed_until if self.snoozed_clock == self.clock else None
+        return snoozed_on_clock(self)
 
 
 class Message(Base):

@@ -119,7 +119,6 @@ def _apply(thread: Thread, policies: Policies, action: Action, actor: str, now: 
         return _take(thread, policy, actor, now)
     assert until is not None  # _check_arguments
     snooze_thread(thread, now, until, policy)
-    thread.snoozed_until, thread.snoozed_clock = until, thread.clock
     return True, "snoozed"
 
 

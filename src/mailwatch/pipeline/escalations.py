@@ -23,7 +23,7 @@ from mailwatch.mail.rules import Category
 from mailwatch.pipeline.outbox import enqueue
 from mailwatch.businesstime import Calendar, time_left
 from mailwatch.policies import Branding, EscalationPolicy
-from mailwatch.sla import ClockPolicy, ThreadStatus, clock_deadline, due_steps, human_time, next_step_at
+from mailwatch.sla import ClockPolicy, ThreadStatus, clock_deadline, human_time, next_step_at, thread_due_steps
 from mailwatch.templates import Templates, build_email, our_message_id
 
 log = structlog.get_logger(__name__)
@@ -133,8 +133,7 @@ class Escalator:
 
     def _advance(self, session: Session, thread: Thread, now: datetime) -> list[DueItem]:
         clock = self.policy.for_mailbox(thread.mailbox).clock
-        steps = due_steps(thread.clock_started_at, now, clock.steps, thread.escalation_level, clock.calendar,
-                          clock.holds)
+        steps = thread_due_steps(thread, now, clock)
         for step in steps:
             session.add(Escalation(thread_id=thread.id, clock=thread.clock, step=step, created_at=now))
         if steps:
