@@ -100,7 +100,7 @@ class Generator:
             sender, headers, body = self._machine(kind, n)
         else:
             sender, headers, body = self._customer(n, message_id)
-        raw = self._envelope(message_id, received_at, headers) + body
+        raw = self._envelope(message_id, received_at, headers, sender) + body
         return Mail(raw, message_id, sender, received_at)
 
     def _customer(self, n: int, message_id: str) -> tuple[str, list[str], bytes]:
@@ -165,12 +165,15 @@ class Generator:
                         "Return-Path: <>", 'Content-Type: multipart/report; report-type=delivery-status; boundary="b"',
                         "MIME-Version: 1.0"], b"--b\r\nContent-Type: text/plain\r\n\r\n" + body + b"\r\n--b--\r\n"
 
-    def _envelope(self, message_id: str, received_at: datetime, headers: list[str]) -> bytes:
+    def _envelope(self, message_id: str, received_at: datetime, headers: list[str], sender: str) -> bytes:
         stamp = format_datetime(received_at)
+        # A person's envelope sender is their own address (a `bounce-…@` one marks bulk mail since issue 11).
+        own_return_path = any(line.startswith("Return-Path:") for line in headers)
+        self.rng.getrandbits(32)  # what the old bounce-address tag drew: the seeded corpus stays the same otherwise
         relay = f"10.{self.rng.randrange(256)}.{self.rng.randrange(256)}.{self.rng.randrange(256)}"
         signature = base64.b64encode(self.rng.randbytes(192)).decode()
         lines = [
-            f"Return-Path: <bounce-{self.rng.getrandbits(32):x}@example.com>",
+            *([] if own_return_path else [f"Return-Path: <{sender}>"]),
             f"Received: from mx.acme.example (mx.acme.example [{relay}])\r\n\tby imap.acme.example with LMTP; {stamp}",
             f"Received: from out.example.com (out.example.com [{relay}])\r\n\tby mx.acme.example with ESMTPS; {stamp}",
             "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=mail;\r\n"
