@@ -12,7 +12,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import acks, ingest, latency, memory, recovery, reporting, sweep
+from bench import acks, ingest, isolation, latency, memory, recovery, reporting, sweep
 from bench.harness import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POSTGRES_URL,
@@ -30,6 +30,7 @@ SCENARIOS = {  # in the order they run
     "acks": acks.run,
     "latency": latency.run,
     "recovery": recovery.run,
+    "isolation": isolation.run,
     "sweep": sweep.run,
     "memory": memory.run,
     "report": reporting.run,
