@@ -38,7 +38,7 @@ def reconnected_at(log: list[dict], after: datetime) -> datetime | None:
     return None
 
 
-def one_outage(bench: Bench, user: str, outage_s: float) -> list[Result]:
+def one_outage(bench: Bench, user: str, outage_s: float, number: int) -> list[Result]:
     """Stop Dovecot for `outage_s`, start it, time the reconnect and the first new mail's ack."""
     log_path = bench.log_path("recovery-run")
     down = datetime.now(UTC)
@@ -47,6 +47,7 @@ def one_outage(bench: Bench, user: str, outage_s: float) -> list[Result]:
     bench.dovecot.start()  # returns once the port accepts
     back = datetime.now(UTC)
     with Appender(bench, user, f"rec{int(outage_s)}") as appender:
+        appender.count = number  # a new customer each outage: a second ack to one within the hour is held back
         since = len(bench.sink.received)
         started = time.perf_counter()
         message_id = appender.append()
@@ -80,6 +81,6 @@ def run(bench: Bench) -> list[Result]:
             raise RuntimeError("mailwatch run did not finish its first sync")
         if process.poll() is not None:
             raise RuntimeError(f"mailwatch run exited with {process.returncode}")
-        for outage_s in outages:
-            rows.extend(one_outage(bench, user, outage_s))
+        for number, outage_s in enumerate(outages):
+            rows.extend(one_outage(bench, user, outage_s, number))
     return rows
