@@ -12,7 +12,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import acks, ingest, latency, memory, reporting, sweep
+from bench import acks, ingest, isolation, latency, memory, recovery, reporting, sweep
 from bench.harness import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POSTGRES_URL,
@@ -29,6 +29,8 @@ SCENARIOS = {  # in the order they run
     "ingest": ingest.run,
     "acks": acks.run,
     "latency": latency.run,
+    "recovery": recovery.run,
+    "isolation": isolation.run,
     "sweep": sweep.run,
     "memory": memory.run,
     "report": reporting.run,
@@ -133,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"\n{os.cpu_count()} cores; total {watch.elapsed_s:.0f} s; JSON in {args.json}"
           + (f"; files kept in {root}" if args.keep else ""))
-    return 0 if all(run["ok"] for run in runs.values()) else 1
+    return exit_code(results, runs)
+
+
+def exit_code(results: list[Result], runs: dict[str, dict]) -> int:
+    """1 if a scenario broke or any side of any row timed out: a timeout is a failure, not a figure."""
+    return 0 if all(run["ok"] for run in runs.values()) and not any(result.failed for result in results) else 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
-"""Results: one row per figure, its target and verdict, as a table and as JSON."""
+"""Results: one row per figure, its target and verdict, as a table and as JSON.
+
+A side that timed out has no figure: the table says TIMEOUT, shows no ratio and
+counts the target as missed, and `python -m bench` exits non-zero. A timeout is
+never printed as though it had been measured.
+"""
 
 from dataclasses import dataclass, field
 
 COLUMNS = ("scenario", "metric", "mailwatch", "floor", "ratio", "target", "met?")
+TIMEOUT = "TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -35,29 +41,41 @@ class Result:
     floor: float | None = None
     target: Target | None = None
     details: dict = field(default_factory=dict)
+    timed_out: bool = False  # mailwatch's side never finished: `mailwatch` is not a measurement
+    floor_timed_out: bool = False  # likewise for the floor
+
+    @property
+    def failed(self) -> bool:
+        """A side that timed out fails the run, whatever the figures say."""
+        return self.timed_out or self.floor_timed_out
 
     @property
     def ratio(self) -> float | None:
-        if self.mailwatch is None or not self.floor:
+        if self.failed or self.mailwatch is None or not self.floor:
             return None
         return self.mailwatch / self.floor
 
     @property
     def met(self) -> bool | None:
+        if self.failed:
+            return False
         return self.target.met(self.mailwatch, self.ratio) if self.target else None
 
     def as_json(self) -> dict:
         """The row with its ratio, target and verdict spelled out."""
         return {
             "scenario": self.scenario, "metric": self.metric, "unit": self.unit,
-            "mailwatch": self.mailwatch, "floor": self.floor, "ratio": self.ratio,
+            "mailwatch": None if self.timed_out else self.mailwatch,
+            "floor": None if self.floor_timed_out else self.floor, "ratio": self.ratio,
             "target": self.target.describe(self.unit) if self.target else None, "met": self.met,
-            "details": self.details,
+            "timed_out": self.timed_out, "floor_timed_out": self.floor_timed_out, "details": self.details,
         }
 
 
-def _figure(value: float | None, unit: str) -> str:
+def _figure(value: float | None, unit: str, timed_out: bool = False) -> str:
     """A figure with its unit and about three significant digits."""
+    if timed_out:
+        return TIMEOUT
     if value is None:
         return "—"
     if unit == "s" and value < 1:
@@ -73,7 +91,8 @@ def table(results: list[Result]) -> str:
     for result in results:
         met = {True: "yes", False: "NO", None: "—"}[result.met]
         rows.append((
-            result.scenario, result.metric, _figure(result.mailwatch, result.unit), _figure(result.floor, result.unit),
+            result.scenario, result.metric, _figure(result.mailwatch, result.unit, result.timed_out),
+            _figure(result.floor, result.unit, result.floor_timed_out),
             f"{result.ratio:.2f}×" if result.ratio is not None else "—",
             result.target.describe(result.unit) if result.target else "—", met,
         ))

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from mailwatch.daemon.watchers import (
     AUTH_RETRY_S,
     IDLE_LIMIT_S,
+    RECONNECT_MAX_S,
     RETRY_INITIAL_S,
     RETRY_MAX_S,
     MailboxWatcher,
@@ -120,16 +121,83 @@ def test_a_refused_login_waits_auth_retry_s_every_time():
     assert [attempt for _, attempt in script.failures[:4]] == [1, 2, 3, 4]
 
 
-def test_other_failures_back_off_exponentially_with_jitter_up_to_the_cap():
-    # 1 s, 2 s, 4 s ... never above RETRY_MAX_S, each jittered to 50-100 %.
+def test_connection_failures_back_off_exponentially_with_jitter_up_to_a_few_seconds():
+    # 1 s, 2 s, 4 s, then never above RECONNECT_MAX_S, each jittered to 50-100 %.
     script = Script([TransientError("connection refused")] * 12)
     watcher, stop = watcher_for(script, random.Random(11))
     watcher.run()
     waits = stop.waits[:12]
     for attempt, wait in enumerate(waits, start=1):
-        base = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** (attempt - 1))
+        base = min(RECONNECT_MAX_S, RETRY_INITIAL_S * 2 ** (attempt - 1))
         assert 0.5 * base <= wait <= base, (attempt, wait)
+    assert max(waits) <= RECONNECT_MAX_S and waits[-1] >= RECONNECT_MAX_S / 2
+
+
+def test_a_crash_of_our_own_backs_off_to_minutes():
+    # A bug does not heal by retrying every few seconds: it backs off up to RETRY_MAX_S.
+    script = Script([RuntimeError("bug")] * 12)
+    watcher, stop = watcher_for(script, random.Random(11))
+    with capture_logs():
+        watcher.run()
+    waits = stop.waits[:12]
     assert max(waits) <= RETRY_MAX_S and waits[-1] >= RETRY_MAX_S / 2
+
+
+class EdgeRng(random.Random):
+    """Jitter always at one end of its range."""
+
+    def __init__(self, share: float) -> None:
+        super().__init__(0)
+        self.share = share
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.share
+
+
+class Outage:
+    """A server down until `back_at_s` on a virtual clock that the watcher's waits advance."""
+
+    def __init__(self, back_at_s: float) -> None:
+        self.back_at_s = back_at_s
+        self.now_s = 0.0
+        self.attempts_while_down = 0
+        self.reconnected_at_s: float | None = None
+
+    def connect(self, mailbox):
+        if self.now_s < self.back_at_s:
+            self.attempts_while_down += 1
+            raise TransientError("IMAP connection to 127.0.0.1:143 failed: connection refused")
+        self.reconnected_at_s = self.now_s
+        self.watcher.stop()
+        return FakeConnection()
+
+
+def ride_out(outage: Outage, rng: random.Random) -> None:
+    hooks = WatcherHooks(connect=outage.connect, sync=lambda c, m, s: FolderReport(m.name, "INBOX"),
+                         synced=lambda m, r: None, failed=lambda m, e, a: None, clock=lambda: T0)
+    watcher = MailboxWatcher(MAILBOX, hooks, rng=rng)
+    outage.watcher = watcher
+
+    class AdvancingStop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            outage.now_s += timeout or 0.0
+            return super().wait(0)
+
+    watcher.stopping = AdvancingStop()
+    with capture_logs():
+        watcher.run()
+
+
+def test_after_a_ten_minute_outage_the_server_is_in_use_again_within_five_seconds():
+    # Issue 18: "server back -> reconnected" under 5 s for outages up to 10 minutes,
+    # without hammering a server that stays down (at most one attempt per 2 s on average).
+    for back_at_s in (35.0, 120.0, 600.0):
+        for rng in (EdgeRng(0.0), EdgeRng(1.0), random.Random(1), random.Random(2)):
+            outage = Outage(back_at_s)
+            ride_out(outage, rng)
+            lag_s = outage.reconnected_at_s - back_at_s
+            assert 0 <= lag_s < 5.0, (back_at_s, lag_s)
+            assert outage.attempts_while_down <= back_at_s / 2 + 10, (back_at_s, outage.attempts_while_down)
 
 
 def test_backoff_is_deterministic_for_a_seeded_rng():

@@ -3,8 +3,10 @@
 The watcher logs in, syncs, then waits in IMAP IDLE (when the server offers it and
 `mailbox.idle` is on) until the folder changes or `poll_interval` passes, and syncs
 again; without IDLE it simply polls. IDLE is renewed (DONE, then IDLE again after a
-sync) every `poll_interval`. Every failure is retried with capped exponential backoff
-and jitter; a refused login is retried slowly, not hammered. A `SentWatcher` does the
+sync) every `poll_interval`. A server that cannot be reached or dropped us is retried
+with a backoff capped at a few seconds (jittered), so a server that comes back after
+an outage of any length is in use again within seconds; a crash in our own code backs
+off to minutes, and a refused login is retried slowly, not hammered. A `SentWatcher` does the
 same for a mailbox's Sent folder on a connection of its own, so a staff reply filed
 there is seen within seconds. `Watchers` starts one watcher per mailbox (and one per
 Sent folder) and stops them all within one shared time budget.
@@ -28,7 +30,11 @@ from mailwatch.retry import backoff_s
 log = structlog.get_logger(__name__)
 
 RETRY_INITIAL_S = 1.0
-RETRY_MAX_S = 120.0
+# A connection attempt to a server that is down costs it one refused SYN (or one greeting
+# and a BYE): one every 2-4 s per connection does not hammer it, and a server that is back
+# is in use again within 4 s, however long it was down (the target is under 5 s).
+RECONNECT_MAX_S = 4.0
+RETRY_MAX_S = 120.0  # anything else (a bug of ours that will not heal on its own) backs off to minutes
 IDLE_LIMIT_S = 29 * 60.0  # RFC 2177: servers may drop a client idle longer than 30 minutes
 AUTH_RETRY_S = 300.0  # a wrong password does not fix itself; SIGHUP retries at once
 
@@ -114,19 +120,25 @@ class MailboxWatcher:
         self.attempt += 1
         attempt = self.attempt
         self.hooks.failed(self.mailbox, exc, attempt)
-        if isinstance(exc, SignInRequired):
-            # The refusal is remembered, so this asks the database, not the provider; a new
-            # `mailwatch login` is picked up within one poll interval, without a restart.
-            delay = self.mailbox.poll_interval.total_seconds()
-        elif isinstance(exc, AuthenticationError):
-            delay = AUTH_RETRY_S
-        else:
-            delay = backoff_s(attempt, RETRY_INITIAL_S, RETRY_MAX_S, self.rng)
+        delay = retry_delay_s(exc, attempt, self.mailbox, self.rng)
         if not isinstance(exc, TransientError):
             log.exception("mailbox_watch_crashed", mailbox=self.mailbox.name, exc_info=exc)
         log.warning("mailbox_retry", mailbox=self.mailbox.name, attempt=attempt, retry_in_s=round(delay, 1),
                     error=str(exc))
         self.stopping.wait(delay)
+
+
+def retry_delay_s(exc: Exception, attempt: int, mailbox: MailboxSettings, rng: random.Random) -> float:
+    """How long a watcher waits after its `attempt`-th failure in a row, by what failed."""
+    if isinstance(exc, SignInRequired):
+        # The refusal is remembered, so this asks the database, not the provider; a new
+        # `mailwatch login` is picked up within one poll interval, without a restart.
+        return mailbox.poll_interval.total_seconds()
+    if isinstance(exc, AuthenticationError):
+        return AUTH_RETRY_S
+    if isinstance(exc, TransientError):
+        return backoff_s(attempt, RETRY_INITIAL_S, RECONNECT_MAX_S, rng)
+    return backoff_s(attempt, RETRY_INITIAL_S, RETRY_MAX_S, rng)
 
 
 class SentWatcher(MailboxWatcher):

@@ -1,9 +1,11 @@
 """Bringing one IMAP folder's log up to date: new messages, UIDVALIDITY, flags.
 
-Each batch of fetched messages is recorded in one transaction together with the
-folder's last UID, so a process killed mid-backlog resumes exactly where its last
-commit ended. A batch that fails is retried one message at a time, and a message
-that still fails is quarantined: it never blocks the messages after it.
+Each fetched batch is recorded in transactions of at most `STORE_CHUNK` messages,
+each together with the folder's last UID, so a process killed mid-backlog resumes
+exactly where its last commit ended. The chunks are short because SQLite has one
+writer: another mailbox's new mail waits for the transaction in progress, and with
+whole 250-message batches that was seconds. A chunk that fails is retried one message
+at a time, and a message that still fails is quarantined: it never blocks the rest.
 """
 
 import threading
@@ -36,6 +38,12 @@ from mailwatch.pipeline.ingest import (
 from mailwatch.sla import ThreadStatus
 
 log = structlog.get_logger(__name__)
+
+# Messages per write transaction: SQLite's one write lock is held this long, so another
+# mailbox's new mail waits behind at most this many, not a whole FETCH batch of 250
+# (bench isolation: p99 5.5 s -> 1.9 s); the extra commits cost no measurable ingest CPU
+# in WAL mode with synchronous=NORMAL.
+STORE_CHUNK = 25
 
 
 @dataclass
@@ -132,7 +140,12 @@ class FolderSync:
             return folder_state(session, ctx.mailbox, ctx.folder).last_uid
 
     def store_batch(self, ctx: FolderContext, batch: list[FetchedMessage]) -> list[Logged]:
-        """Record a batch in one transaction; on failure, one message at a time."""
+        """Record a batch, one transaction per chunk of at most STORE_CHUNK messages."""
+        return [logged for start in range(0, len(batch), STORE_CHUNK)
+                for logged in self._store_chunk(ctx, batch[start:start + STORE_CHUNK])]
+
+    def _store_chunk(self, ctx: FolderContext, batch: list[FetchedMessage]) -> list[Logged]:
+        """Record a chunk in one transaction; on failure, one message at a time."""
         if not batch:
             return []
         try:
