@@ -51,7 +51,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Only the one spelling `_b64` writes: b64decode skips stray characters and ignores the
+    unused bits of the last one, so other spellings of the same bytes would pass as untampered."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical spelling")
+    return data
 
 
 def _payload(claim: LinkClaim) -> bytes:
