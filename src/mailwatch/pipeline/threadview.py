@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -89,7 +88,7 @@ def _time_left(policies: Policies, thread: Thread, now: datetime) -> timedelta |
 
 def _zone(policies: Policies, mailbox: str) -> tzinfo:
     mine = policies.for_mailbox(mailbox)
-    return mine.escalation.tz or mine.branding.tz or ZoneInfo("UTC")
+    return mine.escalation.tz or mine.branding.tz  # as the digest: the calendar's zone, else the service's
 
 
 def _escalations(session: Session, thread: Thread) -> tuple[tuple[int, datetime], ...]:
@@ -106,7 +105,12 @@ def _messages(session: Session, thread_id: int) -> tuple[MessageView, ...]:
 
 
 def _who(row: Message) -> str:
-    return f"{row.from_name} <{row.from_address}>" if row.from_name else (row.from_address or "(unknown sender)")
+    return named(row.from_name, row.from_address or "(unknown sender)")
+
+
+def named(name: str, address: str) -> str:
+    """'Name <address>' for people to read, or the bare address when there is no name."""
+    return f"{name} <{address}>" if name else address
 
 
 def actions_of(session: Session, thread_id: int) -> tuple[ActionView, ...]:

@@ -4,6 +4,7 @@ from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from mailwatch.durations import rounded
+from mailwatch.pipeline.threadview import named
 from mailwatch.sla import human_time
 
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> sends
@@ -24,7 +25,7 @@ def page_context(view, claim, link_token: str, form_token: str, now: datetime, d
         "view": view,
         "recipient": claim.recipient,
         "when": lambda value: human_time(value, tz) if value else "",
-        "customer": f"{view.customer.name} <{view.customer.address}>" if view.customer.name else view.customer.address,
+        "customer": named(*view.customer),
         "time_left": _time_left(view.time_left),
         "late": view.time_left is not None and view.time_left < timedelta(0),
         "link_token": link_token,
