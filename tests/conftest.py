@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: real Dovecot, real databases, config files."""
 
+import logging
 import os
 import shutil
 import uuid
@@ -26,6 +27,18 @@ def allow_root() -> Iterator[None]:
         os.environ.pop("MAILWATCH_ALLOW_ROOT", None)
     else:
         os.environ["MAILWATCH_ALLOW_ROOT"] = previous
+
+
+@pytest.fixture(autouse=True)
+def logging_as_found() -> Iterator[None]:
+    """Undo the root handler an in-process `main()` installs, so later tests' threads stay quiet."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
