@@ -182,14 +182,29 @@ class ImapConnection:
 
     def fetch_new(self, after_uid: int, batch_size: int = FETCH_BATCH_SIZE,
                   batch_bytes: int = FETCH_BATCH_BYTES) -> Iterator[list[FetchedMessage]]:
-        """Yield the messages with UID > after_uid in the selected folder, a batch at a time.
+        """Yield the messages with UID > after_uid in the selected folder, a batch at a time."""
+        return self.fetch_batches(self.new_uids(after_uid), batch_size, batch_bytes)
+
+    def new_uids(self, after_uid: int) -> list[int]:
+        """The UIDs above `after_uid` in the selected folder, ascending."""
+        with self._translated("UID SEARCH"):
+            # "N:*" also matches the highest UID when it is below N, so filter.
+            return sorted(uid for uid in self.client.search(["UID", f"{after_uid + 1}:*"]) if uid > after_uid)
+
+    def arrived_after(self, uid: int) -> list[int]:
+        """The UIDs above `uid`, after a NOOP: a server shows a SEARCH the mail that came
+        during our last command only once it has told us of it, which a NOOP makes it do."""
+        with self._translated("NOOP"):
+            self.client.noop()
+        return self.new_uids(uid)
+
+    def fetch_batches(self, uids: Sequence[int], batch_size: int = FETCH_BATCH_SIZE,
+                      batch_bytes: int = FETCH_BATCH_BYTES) -> Iterator[list[FetchedMessage]]:
+        """Fetch `uids` a batch at a time.
 
         A batch holds at most `batch_size` messages and about `batch_bytes` of fetched
         mail, so forty mails with 5 MB headers cost no more memory than a normal batch.
         """
-        with self._translated("UID SEARCH"):
-            # "N:*" also matches the highest UID when it is below N, so filter.
-            uids = sorted(uid for uid in self.client.search(["UID", f"{after_uid + 1}:*"]) if uid > after_uid)
         for start in range(0, len(uids), SIZE_LOOKUP_CHUNK):
             chunk = uids[start : start + SIZE_LOOKUP_CHUNK]
             for batch in plan_batches(chunk, self.sizes(chunk), batch_size, batch_bytes):

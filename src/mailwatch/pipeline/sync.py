@@ -2,7 +2,8 @@
 
 Each fetched batch is recorded in transactions of at most `STORE_CHUNK` messages,
 each together with the folder's last UID, so a process killed mid-backlog resumes
-exactly where its last commit ended. The chunks are short because SQLite has one
+exactly where its last commit ended. Mail that arrives while a big backlog is being
+logged is taken between the backlog's batches (see `FolderSync.log_new`). The chunks are short because SQLite has one
 writer: another mailbox's new mail waits for the transaction in progress, and with
 whole 250-message batches that was seconds. A chunk that fails is retried one message
 at a time, and a message that still fails is quarantined: it never blocks the rest.
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 from mailwatch.db.engine import Database
 from mailwatch.db.models import FolderState, Message, Thread
 from mailwatch.errors import TransientError
-from mailwatch.imap import FetchedMessage, FolderStatus, ImapConnection
+from mailwatch.imap import FETCH_BATCH_SIZE, FetchedMessage, FolderStatus, ImapConnection
 from mailwatch.mail.rules import Category
 from mailwatch.pipeline.ingest import (
     FolderContext,
@@ -91,9 +92,10 @@ def folder_state(session: Session, mailbox: str, folder: str) -> FolderState:
 class FolderSync:
     """Syncs folders into the database through one open IMAP connection."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Database, clock: Callable[[], datetime], batch_size: int = FETCH_BATCH_SIZE) -> None:
         self.db = db
         self.clock = clock
+        self.batch_size = batch_size  # messages per FETCH, and at most this many newcomers at a time
 
     def run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool,
             stop: threading.Event | None = None) -> FolderReport:
@@ -107,17 +109,48 @@ class FolderSync:
         first_sync, resync, since_modseq = self._prepare(folder, status)
         ctx = replace(folder, uidvalidity=status.uidvalidity, first_sync=first_sync, careful=resync)
         report = FolderReport(ctx.mailbox, ctx.folder)
-        for batch in connection.fetch_new(self._last_uid(ctx)):
-            for logged in self.store_batch(ctx, batch):
-                report.count(logged)
-            if stop is not None and stop.is_set():
-                return report  # every committed batch moved last_uid: the rest comes next time
+        if not self.log_new(connection, ctx, report, stop):
+            return report
         if check_flags:
             report.answered_by_flag = self.sync_flags(connection, ctx, status, since_modseq)
         self._finish(ctx, status)
         log.info("folder_synced", mailbox=ctx.mailbox, folder=ctx.folder, logged=report.logged,
                  duplicates=report.duplicates, answered_by_flag=report.answered_by_flag)
         return report
+
+    def log_new(self, connection: ImapConnection, ctx: FolderContext, report: FolderReport,
+                stop: threading.Event | None = None) -> bool:
+        """Log the folder's new mail; False when `stop` ended it between batches.
+
+        A backlog is logged in UID order, but between its batches the mail that arrived
+        since the sync began ("newcomers") is logged first, at most a batch at a time: a
+        customer who writes during a 50,000-message backlog waits behind one batch, not
+        the whole backlog. Newcomers leave last_uid where the backlog is (the mail below
+        them is not logged yet), so a process that dies meanwhile fetches them again and
+        finds them logged (the folder's UIDs are unique); the finished backlog covers them.
+        """
+        backlog = connection.new_uids(self._last_uid(ctx))
+        seen = backlog[-1] if backlog else 0
+        for batch in connection.fetch_batches(backlog, self.batch_size):
+            for logged in self.store_batch(ctx, batch):
+                report.count(logged)
+            if stop is not None and stop.is_set():
+                return False  # every committed batch moved last_uid: the rest comes next time
+            if not batch or batch[-1].uid < backlog[-1]:
+                seen = self._newcomers_first(connection, ctx, seen, report)
+        if backlog and seen > backlog[-1]:
+            with self.db.session() as session:
+                self._advance(session, ctx, seen)
+        return True
+
+    def _newcomers_first(self, connection: ImapConnection, ctx: FolderContext, seen: int,
+                         report: FolderReport) -> int:
+        """Log up to one batch of the mail that came after UID `seen`; the new `seen`."""
+        newcomers = connection.arrived_after(seen)[:self.batch_size]
+        for batch in connection.fetch_batches(newcomers, self.batch_size):
+            for logged in self.store_batch(ctx, batch, move_last_uid=False):
+                report.count(logged)
+        return newcomers[-1] if newcomers else seen
 
     def _prepare(self, ctx: FolderContext, status: FolderStatus) -> tuple[bool, bool, int | None]:
         """First sync? Resync (UIDVALIDITY changed, old mail comes again)? And the stored MODSEQ."""
@@ -139,12 +172,12 @@ class FolderSync:
         with self.db.session() as session:
             return folder_state(session, ctx.mailbox, ctx.folder).last_uid
 
-    def store_batch(self, ctx: FolderContext, batch: list[FetchedMessage]) -> list[Logged]:
+    def store_batch(self, ctx: FolderContext, batch: list[FetchedMessage], move_last_uid: bool = True) -> list[Logged]:
         """Record a batch, one transaction per chunk of at most STORE_CHUNK messages."""
         return [logged for start in range(0, len(batch), STORE_CHUNK)
-                for logged in self._store_chunk(ctx, batch[start:start + STORE_CHUNK])]
+                for logged in self._store_chunk(ctx, batch[start:start + STORE_CHUNK], move_last_uid)]
 
-    def _store_chunk(self, ctx: FolderContext, batch: list[FetchedMessage]) -> list[Logged]:
+    def _store_chunk(self, ctx: FolderContext, batch: list[FetchedMessage], move_last_uid: bool) -> list[Logged]:
         """Record a chunk in one transaction; on failure, one message at a time."""
         if not batch:
             return []
@@ -152,7 +185,8 @@ class FolderSync:
             with _database_unavailable_is_transient(), self.db.session() as session:
                 now = self.clock()
                 logged = record_batch(session, ctx, batch, now)
-                self._advance(session, ctx, batch[-1].uid)
+                if move_last_uid:
+                    self._advance(session, ctx, batch[-1].uid)
             for item in logged:  # committed: only now is it true that they are logged
                 log_logged(ctx, item)
             return logged
@@ -161,14 +195,15 @@ class FolderSync:
         except Exception as exc:  # noqa: BLE001 - find the one message that fails
             log.warning("batch_retried_singly", mailbox=ctx.mailbox, folder=ctx.folder,
                         first_uid=batch[0].uid, error=exc.__class__.__name__)
-            return [self.store_one(ctx, fetched) for fetched in batch]
+            return [self.store_one(ctx, fetched, move_last_uid) for fetched in batch]
 
-    def store_one(self, ctx: FolderContext, fetched: FetchedMessage) -> Logged:
+    def store_one(self, ctx: FolderContext, fetched: FetchedMessage, move_last_uid: bool = True) -> Logged:
         """Record one message; a poison message is quarantined and never blocks the rest."""
         try:
             with _database_unavailable_is_transient(), self.db.session() as session:
                 logged = record_message(session, replace(ctx, careful=True), fetched, self.clock())
-                self._advance(session, ctx, fetched.uid)
+                if move_last_uid:
+                    self._advance(session, ctx, fetched.uid)
             log_logged(ctx, logged)
             return logged
         except TransientError:
@@ -177,7 +212,8 @@ class FolderSync:
             log.exception("message_record_failed", mailbox=ctx.mailbox, uid=fetched.uid)
             with self.db.session() as session:
                 logged = record_unparsable(session, ctx, fetched, self.clock(), repr(exc))
-                self._advance(session, ctx, fetched.uid)
+                if move_last_uid:
+                    self._advance(session, ctx, fetched.uid)
             return logged
 
     @staticmethod
