@@ -12,7 +12,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import acks, ingest, isolation, latency, memory, recovery, reporting, sweep
+from bench import acks, ingest, isolation, latency, mailboxes, memory, newcomer, recovery, reporting, sweep
 from bench.harness import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POSTGRES_URL,
@@ -31,6 +31,8 @@ SCENARIOS = {  # in the order they run
     "latency": latency.run,
     "recovery": recovery.run,
     "isolation": isolation.run,
+    "newcomer": newcomer.run,
+    "mailboxes": mailboxes.run,
     "sweep": sweep.run,
     "memory": memory.run,
     "report": reporting.run,

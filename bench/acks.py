@@ -4,7 +4,7 @@ mailwatch: fresh messages from distinct senders (every one ackable), `max_age` w
 so none is too old, the hourly cap raised above the count; timed from spawning `mailwatch
 poll` until the SMTP sink holds all 2,000 acknowledgments. Floor: `bench.floors smtp` —
 aiosmtplib sending 2,000 pre-rendered messages of the same size over one reused
-connection to the same sink. Target: ≤ 2× the floor.
+connection to the same sink. Target: ≤ 3× the floor (issue 18).
 """
 
 import statistics
@@ -17,7 +17,7 @@ from bench.report import Result, Target
 NAME = "acks"
 MESSAGES = 2_000
 QUICK_MESSAGES = 300
-TARGET = Target(2.0, on_ratio=True)
+TARGET = Target(3.0, on_ratio=True)  # issue 18
 ARRIVAL_SPAN = timedelta(minutes=10)  # a burst of new customers in the last ten minutes
 MAX_AGE = "1d"  # widened from 1 h so that no message of the burst counts as old
 RUN_TIMEOUT_S = 300.0

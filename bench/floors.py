@@ -154,7 +154,7 @@ class Responder:
         while not self.stopping:
             self.imap.idle()
             responses = self.imap.idle_check(timeout=IDLE_CHECK_S)
-            self.imap.idle_done()
+            responses += self.imap.idle_done()[1]  # an EXISTS can come with the DONE: it was lost
             if any(len(response) > 1 and response[1] == b"EXISTS" for response in responses):
                 self.answer_new()
         self.smtp.quit()

@@ -288,13 +288,14 @@ class Bench:
         return self.root / "logs" / f"{name}.log"
 
     @contextmanager
-    def process(self, name: str, command: list[str], profile: bool = False) -> Iterator[subprocess.Popen]:
+    def process(self, name: str, command: list[str], profile: bool = False,
+                env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
         """Run `command` with stderr to the log `name`; stopped with SIGTERM on exit."""
         log_path = self.log_path(name)
         log_path.parent.mkdir(exist_ok=True)
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=REPO_ROOT,
-                                       env=subprocess_env())
+                                       env={**subprocess_env(), **(env or {})})
             spy = None
             if profile and self.options.profile_dir is not None:
                 spy = profiles.attach(process.pid, self.options.profile_dir / f"{name}.speedscope")
@@ -304,9 +305,10 @@ class Bench:
                 stop_process(process)
                 profiles.detach(spy)
 
-    def mailwatch(self, name: str, config: Path, *args: str) -> AbstractContextManager[subprocess.Popen]:
+    def mailwatch(self, name: str, config: Path, *args: str,
+                  env: dict[str, str] | None = None) -> AbstractContextManager[subprocess.Popen]:
         """`mailwatch --config CONFIG ARGS…` as a context-managed subprocess (profiled if asked)."""
-        return self.process(name, [*mailwatch_command(), "--config", str(config), *args], profile=True)
+        return self.process(name, [*mailwatch_command(), "--config", str(config), *args], profile=True, env=env)
 
     def floor(self, name: str, *args: str) -> AbstractContextManager[subprocess.Popen]:
         """`python -m bench.floors ARGS…` as a context-managed subprocess."""

@@ -5,7 +5,7 @@ timed from spawn until it exits having logged every message (checked in the data
 a poll of an empty mailbox gives its fixed start-up cost, so the second row compares the
 cost per message with the floor's own (interpreter start left out on both sides).
 Floor: `bench.floors ingest` — the same UID FETCH items in the same batches, and one
-executemany per batch into SQLite, nothing parsed. Target: ≤ 1.5× the floor.
+executemany per batch into SQLite, nothing parsed. Target: ≤ 2.5× the floor (issue 18).
 """
 
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ BACKLOG_USER = "backlog"  # shared with `memory`: both only read the folder
 MESSAGES = 10_000
 QUICK_MESSAGES = 1_000
 BACKLOG_SPAN = timedelta(days=3)  # the backlog arrived over the last three days
-TARGET = Target(1.5, on_ratio=True)
+TARGET = Target(2.5, on_ratio=True)  # issue 18
 RUN_TIMEOUT_S = 300.0
 
 

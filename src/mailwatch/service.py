@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -36,7 +36,7 @@ from mailwatch.pipeline.escalations import (
     realign_schedule,
     sample_escalation_context,
 )
-from mailwatch.pipeline.ingest import FolderContext
+from mailwatch.pipeline.ingest import FolderContext, Logged
 from mailwatch.pipeline.outbox import DrainReport, Outbox, RetryPolicy
 from mailwatch.pipeline.sync import FolderReport, FolderSync
 from mailwatch.pipeline.threads import ticket_pattern
@@ -120,7 +120,8 @@ def _async_bearer(bearer: Bearer):
 class Service:
     """Everything mailwatch does, one pass at a time."""
 
-    def __init__(self, settings: Settings, db: Database, clock: Clock) -> None:
+    def __init__(self, settings: Settings, db: Database, clock: Clock,
+                 on_commit: Callable[[list[Logged]], None] | None = None) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -135,7 +136,7 @@ class Service:
         self.policy = policies.clock
         self.ticket_tag = ticket_pattern(settings.service.ticket_prefix)
         self.templates = Templates(settings.service.templates)
-        self.folders = FolderSync(db, clock)
+        self.folders = FolderSync(db, clock, on_commit=on_commit)
         sends = settings.smtp is not None
         self.acknowledgers = {mailbox.name: self._acknowledger(mailbox.name) for mailbox in settings.mailboxes} if sends else {}
         self.acknowledger = self.acknowledgers.get(settings.mailboxes[0].name)  # the first, for `check`

@@ -65,7 +65,7 @@ class Reloader:
         """The new settings and a service built on them, or ConfigError listing what is wrong."""
         daemon = self.daemon
         settings = load_settings(daemon.config_path)
-        service = Service(settings, daemon.db, daemon.clock)
+        service = Service(settings, daemon.db, daemon.clock, on_commit=daemon.chunk_logged)
         problems = service.check_templates()
         if problems:
             raise ConfigError(problems)

@@ -38,7 +38,9 @@ from mailwatch.daemon.watchers import WatcherHooks, Watchers
 from mailwatch.db.engine import Database
 from mailwatch.db.lock import lock_sqlite
 from mailwatch.errors import AuthenticationError
+from mailwatch.mail.rules import AckOutcome
 from mailwatch.pipeline.alerts import Notice, PendingNotices, log_notice
+from mailwatch.pipeline.ingest import Logged
 from mailwatch.pipeline.sync import FolderReport
 from mailwatch.service import Service
 
@@ -112,7 +114,7 @@ class Daemon:
         watchdog = asyncio.create_task(self._feed_watchdog(), name="watchdog")  # first: migrations can be slow
         self.lock = lock_sqlite(self.settings.service.database)
         self.db = Database(self.settings.service.database)
-        self.service = Service(self.settings, self.db, self.clock)
+        self.service = Service(self.settings, self.db, self.clock, on_commit=self.chunk_logged)
         await asyncio.to_thread(self.service.prepare, self.lock is not None)
         self.metrics = Metrics(self.db, self.clock)
         self.metrics.alerts_waiting.set_function(lambda: len(self.notices.waiting()))
@@ -195,6 +197,11 @@ class Daemon:
         if report.logged or report.answered_by_flag:
             self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
         return notice
+
+    def chunk_logged(self, logged: list[Logged]) -> None:
+        """A committed chunk queued acknowledgments: send them now, not when a long sync ends."""
+        if any(item.ack_outcome == AckOutcome.SEND for item in logged):
+            self.loop.call_soon_threadsafe(self.outbox_wakeup.set)
 
     def mailbox_failed(self, mailbox: MailboxSettings, exc: Exception, now: datetime) -> Notice | None:
         """A failed connect or sync at `now`: counted, and an alert once it has lasted long enough."""

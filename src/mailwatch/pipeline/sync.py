@@ -92,10 +92,14 @@ def folder_state(session: Session, mailbox: str, folder: str) -> FolderState:
 class FolderSync:
     """Syncs folders into the database through one open IMAP connection."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime], batch_size: int = FETCH_BATCH_SIZE) -> None:
+    def __init__(self, db: Database, clock: Callable[[], datetime], batch_size: int = FETCH_BATCH_SIZE,
+                 on_commit: Callable[[list[Logged]], None] | None = None) -> None:
         self.db = db
         self.clock = clock
         self.batch_size = batch_size  # messages per FETCH, and at most this many newcomers at a time
+        # Told of every committed chunk (from the sync's thread): the daemon's sender starts
+        # on a newcomer's acknowledgment at once, not when a long backlog's sync has ended.
+        self.on_commit = on_commit or (lambda logged: None)
 
     def run(self, connection: ImapConnection, folder: FolderContext, check_flags: bool,
             stop: threading.Event | None = None) -> FolderReport:
@@ -189,6 +193,7 @@ class FolderSync:
                     self._advance(session, ctx, batch[-1].uid)
             for item in logged:  # committed: only now is it true that they are logged
                 log_logged(ctx, item)
+            self.on_commit(logged)
             return logged
         except TransientError:
             raise  # nothing was committed: the same batch is fetched again after a backoff
@@ -205,6 +210,7 @@ class FolderSync:
                 if move_last_uid:
                     self._advance(session, ctx, fetched.uid)
             log_logged(ctx, logged)
+            self.on_commit([logged])
             return logged
         except TransientError:
             raise
