@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 
 from mailwatch.config import load_settings
 from mailwatch.db.models import Message, OutboxMail, Thread
+from mailwatch.imap import FETCH_BATCH_SIZE
 from mailwatch.testing.devservers import Dovecot, free_port
 from tests.mailfactory import customer_mail
 
@@ -331,3 +333,24 @@ def test_ready_names_a_mailbox_still_down_after_its_timeout(config_file, daemon,
         assert running.stop()[0] == 0
     finally:
         sock.close()
+
+
+@SQLITE_ONLY
+def test_a_customer_writing_during_a_backlog_is_acked_before_the_backlog_is_logged(
+        dovecot, imap_user, config_file, smtp_sink, daemon, db_for):
+    # Three days old, the backlog gets no acks; the newcomer's goes out between its batches.
+    backlog = 4 * FETCH_BATCH_SIZE
+    dovecot.append_many(imap_user, [customer_mail(n, "old") for n in range(backlog)],
+                        msg_time=datetime.now() - timedelta(days=3))
+    path = config_file(ack=True, smtp=smtp_sink)
+    db = db_for(load_settings(path))
+    running = daemon(path)
+    assert wait_until(lambda: count_rows(db) > 0, timeout_s=30)
+    dovecot.append(imap_user, customer_mail(0, "newcomer"))
+    assert wait_until(lambda: smtp_sink.to("newcomer0@example.com"), timeout_s=30)
+    still_logging = count_rows(db)
+    assert still_logging < backlog, "the backlog was logged before the newcomer's ack: nothing tested"
+    assert not [e for e in running.events("folder_synced") if e.get("folder") == "INBOX" and e.get("logged")]
+    assert wait_until(lambda: count_rows(db) == backlog + 1, timeout_s=60)
+    assert len(smtp_sink.received) == 1
+    assert running.stop()[0] == 0

@@ -33,6 +33,7 @@ from imapclient import IMAPClient
 DOVECOT_BINARY = "/usr/sbin/dovecot"
 UNPRIVILEGED_USER = "nobody"  # when started as root, Dovecot runs as this user
 STARTUP_TIMEOUT_S = 15.0
+MULTIAPPEND_CHUNK = 500  # messages per MULTIAPPEND command
 
 DOVECOT_CONF = """\
 base_dir = {root}/run
@@ -50,6 +51,8 @@ default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {user}
 mail_location = maildir:{root}/mail/%u
+# Throwaway mail: an fsync per APPEND made loading 1,000 test mails take 12 s.
+mail_fsync = never
 mail_uid = {user}
 mail_gid = {group}
 first_valid_uid = 0
@@ -232,20 +235,38 @@ class Dovecot:
                msg_time: datetime | None = None) -> int:
         """APPEND one message (creating the folder if needed); returns its UID."""
         with self.client(user) as client:
+            self._create(client, folder)
             return self._append(client, folder, raw, flags, msg_time)
 
     def append_many(self, user: str, raws: list[bytes], folder: str = "INBOX",
                     msg_time: datetime | None = None) -> list[int]:
-        """APPEND several messages over one connection."""
+        """APPEND several messages with MULTIAPPEND (one APPEND each took 8-12 ms; this, 1.5)."""
+        uids: list[int] = []
         with self.client(user) as client:
-            return [self._append(client, folder, raw, (), msg_time) for raw in raws]
+            self._create(client, folder)
+            for start in range(0, len(raws), MULTIAPPEND_CHUNK):
+                dated = {"date": msg_time} if msg_time else {}
+                chunk = [{"msg": raw, **dated} for raw in raws[start:start + MULTIAPPEND_CHUNK]]
+                response = client.multiappend(folder, chunk)[1][-1]
+                uids.extend(_uid_set(response.split(b"APPENDUID ")[1].split(b" ")[1].split(b"]")[0]))
+        return uids
 
-    @staticmethod
-    def _append(client: IMAPClient, folder: str, raw: bytes, flags, msg_time) -> int:
+    def _create(self, client: IMAPClient, folder: str) -> None:
         if not client.folder_exists(folder):
             client.create_folder(folder)
+
+    def _append(self, client: IMAPClient, folder: str, raw: bytes, flags, msg_time) -> int:
         response = client.append(folder, raw, flags=flags, msg_time=msg_time)
         return int(response.split(b"APPENDUID ")[1].split(b" ")[1].rstrip(b"]"))
+
+
+def _uid_set(text: bytes) -> list[int]:
+    """The UIDs of an IMAP uid-set such as `1:3,7`."""
+    uids: list[int] = []
+    for part in text.decode().split(","):
+        first, _, last = part.partition(":")
+        uids.extend(range(int(first), int(last or first) + 1))
+    return uids
 
 
 @dataclass(frozen=True)
