@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 LINE_LIMIT = 78  # RFC 5322 2.1.1: "SHOULD" fold header lines and body lines at 78 characters
-WORD_PAYLOAD = 63  # an encoded word is at most 75 characters: 75 - len("=?utf-8?q?") - len("?=")
-B_WORD_BYTES = 45  # bytes of UTF-8 per base64 word: 60 characters of payload
+WORD_PAYLOAD = 54  # characters of Q text per encoded word: 66 in all with "=?utf-8?q?" and "?="
+B_WORD_BYTES = 39  # bytes of UTF-8 per base64 word: 52 characters of payload
 PRINTABLE = re.compile(r"[\x21-\x7e]+")  # a token sent as it is (no space, no control, ASCII)
 ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")  # a display name needing no quotes
+ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+")  # a name's word sent plain beside encoded words (no "=?")
 Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")  # RFC 2047 5(3)
 HIGH_BYTES = bytes(range(0x80, 0x100))  # what quoted-printable triples
 CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not in 7bit text (RFC 2045 2.7); CR LF are ours
@@ -49,28 +50,27 @@ def _header(name: str, value: str) -> str:
     if "\r" in value or "\n" in value:  # the caller's bug: one line per header, never an injected one
         raise ValueError(f"{name} header value contains a line break")
     if name.lower() in ADDRESS_HEADERS:
-        tokens = address_tokens(value)
-    elif name.lower() in ID_HEADERS:
-        tokens = [token if token.isascii() else _joined(encoded_words(token)) for token in value.split()]
-    else:
-        tokens = unstructured_tokens(value)
-    return fold(f"{name}:", tokens)
+        return fold(f"{name}:", address_tokens(value))
+    if name.lower() in ID_HEADERS:  # an ID is never split; one that does not fit goes on its own line
+        ids = [token if token.isascii() else " ".join(encoded_words(token)) for token in value.split()]
+        return fold(f"{name}:", ids, wrap_first=True)
+    return fold(f"{name}:", unstructured_tokens(value))
 
 
-def fold(start: str, tokens: Iterable[str]) -> str:
-    """`start` and the tokens joined by spaces, a line break before a token that would pass 78."""
+def fold(start: str, tokens: Iterable[str], wrap_first: bool = False) -> str:
+    """`start` and the tokens joined by spaces, a line break before a token that would pass 78.
+
+    The first token stays beside the name unless `wrap_first`: a value beginning on the next
+    line reads back with a leading space, harmless only in a list of IDs.
+    """
     lines, line = [], start
     for token in tokens:
-        if len(line) + 1 + len(token) > LINE_LIMIT and line != start:
+        if len(line) + 1 + len(token) > LINE_LIMIT and (wrap_first or line != start):
             lines.append(line)
             line = ""
         line = f"{line} {token}"
     lines.append(line)
     return "\r\n".join(lines)
-
-
-def _joined(words: list[str]) -> str:
-    return " ".join(words)
 
 
 def unstructured_tokens(value: str) -> list[str]:
@@ -104,7 +104,30 @@ def address_tokens(value: str) -> list[str]:
         return [addr]
     if PRINTABLE.fullmatch(name.replace(" ", "")) and "  " not in name:
         return [*_phrase(name).split(" "), f"<{addr}>"]
-    return [*encoded_words(name, phrase=True), f"<{addr}>"]
+    return [*phrase_tokens(name), f"<{addr}>"]
+
+
+def phrase_tokens(name: str) -> list[str]:
+    """A non-ASCII display name: plain atoms as they are, each run of other words one encoded word.
+
+    One word per run, however long: Python's address parser keeps the space between two
+    encoded words of a name (RFC 2047 says drop it), so splitting a run would read back
+    differently there than in a mail client. RFC 2047's 75-character limit yields for the
+    rare name that long; readers accept longer words.
+    """
+    tokens: list[str] = []
+    run: list[str] = []
+    for word in name.split(" "):
+        if word and ATOM.fullmatch(word):
+            if run:
+                tokens.append(_one_word(" ".join(run)))
+                run = []
+            tokens.append(word)
+        else:
+            run.append(word)
+    if run:
+        tokens.append(_one_word(" ".join(run)))
+    return tokens
 
 
 def _unquoted(name: str) -> str:
@@ -124,25 +147,37 @@ def _addr_spec(address: str) -> str:
     """The address; a non-ASCII one (no ASCII form without SMTPUTF8) as encoded words, as before."""
     if address.isascii():
         return address
-    return "@".join(_joined(encoded_words(piece)) if not piece.isascii() else piece for piece in address.split("@"))
+    return "@".join(" ".join(encoded_words(piece)) if not piece.isascii() else piece for piece in address.split("@"))
 
 
 ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})  # one mailbox each, for us
 ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})  # <id> tokens, never encoded words
 
 
-def encoded_words(text: str, phrase: bool = False) -> list[str]:
-    """RFC 2047 words for `text` (UTF-8, Q or B whichever is shorter), each at most 75 characters.
+def encoded_words(text: str) -> list[str]:
+    """RFC 2047 words for `text` (UTF-8, Q or B whichever is shorter), each at most 66 characters.
 
-    A word never splits a character, so each one decodes on its own. `phrase`: Q uses only
-    the characters RFC 2047 allows inside a display name (B is safe everywhere).
+    66, not 75: the first word still fits beside "Subject: " within 78. A word never splits
+    a character, so each decodes on its own. Q uses only the characters RFC 2047 allows
+    inside a display name too.
     """
+    if _b_is_shorter(text):
+        return [_b_word(chunk) for chunk in _chunks(text, B_WORD_BYTES, lambda char: len(char.encode()))]
+    return [f"=?utf-8?q?{chunk}?=" for chunk in _chunks(_q_chars(text), WORD_PAYLOAD, len)]
+
+
+def _one_word(text: str) -> str:
+    return _b_word(text) if _b_is_shorter(text) else f"=?utf-8?q?{''.join(_q_chars(text))}?="
+
+
+def _b_is_shorter(text: str) -> bool:
     data = text.encode("utf-8")
     escaped = len(data) - sum(byte in Q_SAFE or byte == 0x20 for byte in data)
-    if 6 * escaped > len(data):  # Q adds two characters per escaped byte, B a third to every byte
-        return [f"=?utf-8?b?{binascii.b2a_base64(chunk.encode(), newline=False).decode()}?="
-                for chunk in _chunks(text, B_WORD_BYTES, lambda char: len(char.encode()))]
-    return [f"=?utf-8?q?{chunk}?=" for chunk in _chunks(_q_chars(text), WORD_PAYLOAD, len)]
+    return 6 * escaped > len(data)  # Q adds two characters per escaped byte, B a third to every byte
+
+
+def _b_word(text: str) -> str:
+    return f"=?utf-8?b?{binascii.b2a_base64(text.encode(), newline=False).decode()}?="
 
 
 def _q_chars(text: str) -> list[str]:
