@@ -96,20 +96,29 @@ def ack_arguments(acknowledger: Acknowledger, raw: bytes, ticket: int) -> dict |
 
 
 def test_every_corpus_ack_reads_back_as_the_email_message_one(acknowledger):
-    # Each ack (and the same mail as a digest from the customer's name) decodes to what EmailMessage built.
+    # Each ack decodes to what EmailMessage built; so does a digest sent from each customer's name.
     compared = 0
     for number, path in enumerate(corpus_files()):
         arguments = ack_arguments(acknowledger, path.read_bytes(), number + 1)
         if arguments is None:
             continue
-        digest = {**arguments, "sender": arguments["to"], "to": "lead@acme.example", "in_reply_to": None,
-                  "extra_headers": {"Auto-Submitted": "auto-generated", "X-Priority": "1"}}
-        for variant in (arguments, digest):
+        for variant in (arguments, *digest_variant(arguments)):
             new = build_email(**variant).content
             assert decoded(new) == decoded(reference_email(**variant)), path.name
             assert new.isascii() and not re.search(rb"(?<!\r)\n|\r(?!\n)", new), path.name  # 7-bit, CRLF only
         compared += 1
-    assert compared > 300  # both corpora were read, not only the first files
+    assert compared > 800  # both corpora were read, not only the first files
+
+
+def digest_variant(ack: dict) -> list[dict]:
+    """The same rendering as an escalation digest whose From is the customer's name, if that name is unusual.
+
+    Only names beyond plain atoms, so the reference's slow header registry runs where it tells something.
+    """
+    if re.fullmatch(r"[\w .-]*<[^>]*>|[^<>]*", ack["to"], re.ASCII):
+        return []
+    return [{**ack, "sender": ack["to"], "to": "lead@acme.example", "in_reply_to": None,
+             "extra_headers": {"Auto-Submitted": "auto-generated", "X-Priority": "1"}}]
 
 
 def sent(subject: str = "Hi", name: str = "Zoë", **arguments) -> tuple[bytes, EmailMessage]:
