@@ -1,4 +1,4 @@
-"""Jinja templates in a sandbox, rendered into ready-to-send EmailMessages.
+"""Jinja templates in a sandbox, rendered into ready-to-send mail.
 
 Users override any packaged template by putting a file of the same name in
 `service.templates`. Templates are compiled and test-rendered by `mailwatch check`,
@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.policy import SMTP
 from pathlib import Path
 
 import structlog
@@ -28,6 +26,7 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailwatch.errors import TemplateProblem
+from mailwatch.mail.compose import ComposedMail, compose
 from mailwatch.mail.parse import INVISIBLE
 from mailwatch.resources import packaged_dir
 from mailwatch.wording import by_count, counted
@@ -144,19 +143,16 @@ def build_email(
     rendered: RenderedMail, *, sender: str, to: str, message_id: str, date: str,
     in_reply_to: str | None = None, references: Sequence[str] = (),
     extra_headers: Mapping[str, str] | None = None,
-) -> EmailMessage:
-    """A multipart/alternative message with safe, single-line headers."""
-    message = EmailMessage(policy=SMTP)
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = one_line(rendered.subject, limit=400)
-    message["Date"] = date
-    message["Message-ID"] = message_id
+) -> ComposedMail:
+    """A multipart/alternative message with safe, single-line headers, as outbox-ready bytes.
+
+    Written by `compose`, not `EmailMessage`: its header registry re-parsed every value and
+    was most of an ack's CPU (issue 18). Every kind of mail we send goes this one way.
+    """
+    subject = one_line(rendered.subject, limit=400)
+    headers = [("From", sender), ("To", to), ("Subject", subject), ("Date", date), ("Message-ID", message_id)]
     if in_reply_to:
-        message["In-Reply-To"] = in_reply_to
-        message["References"] = " ".join([*references[-(REFERENCES_KEPT - 1):], in_reply_to])
-    for key, value in (extra_headers or {}).items():
-        message[key] = one_line(value)
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
-    return message
+        headers.append(("In-Reply-To", in_reply_to))
+        headers.append(("References", " ".join([*references[-(REFERENCES_KEPT - 1):], in_reply_to])))
+    headers.extend((key, one_line(value)) for key, value in (extra_headers or {}).items())
+    return ComposedMail(message_id, subject, compose(headers, rendered.text, rendered.html))

@@ -5,7 +5,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from email.parser import BytesParser
-from email.policy import SMTP, default
+from email.policy import default
 
 import pytest
 from structlog.testing import capture_logs
@@ -90,7 +90,7 @@ def render_ack(settings, raw: bytes, ticket: int = 1042):
     message = build_email(rendered, sender=settings.smtp.from_, to=header_address(recipient.name, recipient.address),
                           message_id="<mailwatch.1042.1.ab@acme.example>", date="Tue, 09 Jun 2026 12:02:00 +0000",
                           in_reply_to=parsed.message_id, references=parsed.references)
-    return BytesParser(policy=default).parsebytes(message.as_bytes(policy=SMTP))
+    return BytesParser(policy=default).parsebytes(message.content)
 
 
 def test_ack_has_text_and_html_with_phone_near_the_top(settings_with):

@@ -143,7 +143,7 @@ class Acknowledger:
                 thread_id=thread.id, status=OutboxStatus.HELD if held else OutboxStatus.PENDING,
                 source_domain=source_domain, recipient_key=normalised_address(recipient.address))
         log.info("ack_held" if held else "ack_queued", thread=thread.id, recipient=recipient.address,
-                 message_id=row.message_id, ack_message_id=message["Message-ID"])
+                 message_id=row.message_id, ack_message_id=message.message_id)
         return queued
 
     def context(self, thread: Thread, parsed: ParsedMessage, recipient: Address, received_at: datetime) -> dict:

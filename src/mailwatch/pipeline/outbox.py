@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxKind, OutboxMail, OutboxStatus
 from mailwatch.errors import AuthenticationError, PermanentError, SmtpUnavailable, TransientError
+from mailwatch.mail.compose import ComposedMail
 from mailwatch.retry import backoff_s
 from mailwatch.smtp import SmtpSender
 
@@ -55,7 +56,7 @@ class RetryPolicy:
 
 
 def enqueue(
-    session: Session, *, kind: OutboxKind, dedupe_key: str, message: EmailMessage, recipient: str,
+    session: Session, *, kind: OutboxKind, dedupe_key: str, message: ComposedMail | EmailMessage, recipient: str,
     envelope_from: str, now: datetime, thread_id: int | None = None,
     status: OutboxStatus = OutboxStatus.PENDING, source_domain: str | None = None, recipient_key: str | None = None,
 ) -> bool:
@@ -63,11 +64,13 @@ def enqueue(
 
     `status=HELD`: an ack that waits for budget (`acks.release_held`), never claimed as is.
     """
+    if isinstance(message, EmailMessage):  # hand-built mail (tests); ours is composed already
+        message = ComposedMail(message["Message-ID"], str(message["Subject"] or ""), message.as_bytes(policy=SMTP))
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     statement = dialect.insert(OutboxMail).values(
-        kind=kind, dedupe_key=dedupe_key, thread_id=thread_id, message_id=message["Message-ID"],
-        recipient=recipient, envelope_from=envelope_from, subject=str(message["Subject"] or ""),
-        content=message.as_bytes(policy=SMTP), status=status, attempts=0, source_domain=source_domain,
+        kind=kind, dedupe_key=dedupe_key, thread_id=thread_id, message_id=message.message_id,
+        recipient=recipient, envelope_from=envelope_from, subject=message.subject,
+        content=message.content, status=status, attempts=0, source_domain=source_domain,
         recipient_key=recipient_key,
         next_attempt_at=now, created_at=now,
     ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMail.id)
