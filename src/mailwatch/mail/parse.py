@@ -59,6 +59,7 @@ _ENCODED_WORD = r"=\?[^?]*\?[qQbB]\?[^?]*\?="
 # A run of encoded words separated only by whitespace, which RFC 2047 6.2 says to drop (corpus 03).
 _ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:\s*{_ENCODED_WORD})*")
 _NESTED_TYPES = frozenset({"multipart", "message"})  # main types whose body the feed parser parses into parts
+_NESTED_HINT = re.compile(rb"multipart|message/", re.IGNORECASE)  # where a header may declare a nested type
 _ASCII_COMPATIBLE = frozenset({"ascii", "utf-8"})  # codecs whose "replace" output is worse than cp1252
 _HIDDEN_HTML = frozenset({"script", "style", "head", "title", "template"})  # text nobody reads
 _BLOCK_HTML = frozenset(
@@ -250,7 +251,8 @@ def _message(header: bytes, body_prefix: bytes) -> Message:
     payload gives the same tree. Multipart and message/* bodies need the full parse.
     """
     head = header.rstrip(b"\r\n")
-    if head:
+    # Only a hint: a header naming neither type would parse twice for nothing; the result never depends on it.
+    if head and not _NESTED_HINT.search(head):
         top = BytesParser(policy=policy.compat32).parsebytes(head + b"\r\n\r\n", headersonly=True)
         # A header with a line that is no field leaves the rest as body: that one takes the full parse.
         if top.get_content_maintype() not in _NESTED_TYPES and not top.get_payload():
@@ -315,10 +317,17 @@ def _raw_headers(msg: Message) -> dict[str, tuple[str, ...]]:
     # Lists, then tuples once: appending to a tuple per field made 80,000 fields quadratic.
     raw: dict[str, list[str]] = {}
     for name, value in islice(msg.raw_items(), MAX_HEADER_FIELDS):
-        values = raw.setdefault(neutralise(_text(_raw_bytes(name))).lower(), [])
+        values = raw.setdefault(_field_name(name), [])
         if len(values) < MAX_FIELD_VALUES:
             values.append(str(value))
     return {name: tuple(values) for name, values in raw.items()}
+
+
+def _field_name(name: str) -> str:
+    """A field name as a key: decoded, neutralised, lowercased."""
+    if name.isascii() and name.isprintable() and " " not in name:
+        return name.lower()  # nothing for neutralise to change: the usual case, and a cheap test
+    return neutralise(_text(_raw_bytes(name))).lower()
 
 
 class DecodedHeaders(Mapping[str, tuple[str, ...]]):
@@ -430,6 +439,8 @@ def _addresses(values: tuple[str, ...], notes: list[str]) -> tuple[Address, ...]
         budget -= len(line)
         if budget <= 0:
             break
+    if not lines:
+        return ()  # most mails have no Sender, Reply-To or Cc: skip building the parser for nothing
     found = (_address(name, address, notes) for name, address in getaddresses(lines))
     return tuple(address for address in found if address is not None)
 
@@ -595,8 +606,11 @@ def _body_attempts(codec: str | None) -> list[tuple[str, str]]:
 def _customer_words(text: str) -> str:
     # One pass over the text, not one per line: line breaks survive for the quote detection.
     text = _CONTROL_BUT_LINE_BREAKS.sub(" ", INVISIBLE.sub("", text[:SNIPPET_SOURCE_CHARS]))
-    lines = _LINE_BREAK.split(text)
-    words = " ".join(" ".join(_without_quotes(lines))[: 4 * MAX_SNIPPET_CHARS].split())
+    if ">" in text or "--" in text:  # else no line can be a quote or Outlook's separator: skip the per-line look
+        text = " ".join(_without_quotes(_LINE_BREAK.split(text)))
+    else:
+        text = _LINE_BREAK.sub(" ", text)
+    words = " ".join(text[: 4 * MAX_SNIPPET_CHARS].split())
     return words[:MAX_SNIPPET_CHARS].rstrip()
 
 
