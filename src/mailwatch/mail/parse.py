@@ -58,6 +58,8 @@ _ANGLE_TOKEN = re.compile(r"<([^<>]*)>")
 _ENCODED_WORD = r"=\?[^?]*\?[qQbB]\?[^?]*\?="
 # A run of encoded words separated only by whitespace, which RFC 2047 6.2 says to drop (corpus 03).
 _ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:\s*{_ENCODED_WORD})*")
+_NESTED_TYPES = frozenset({"multipart", "message"})  # main types whose body the feed parser parses into parts
+_NESTED_HINT = re.compile(rb"multipart|message/", re.IGNORECASE)  # where a header may declare a nested type
 _ASCII_COMPATIBLE = frozenset({"ascii", "utf-8"})  # codecs whose "replace" output is worse than cp1252
 _HIDDEN_HTML = frozenset({"script", "style", "head", "title", "template"})  # text nobody reads
 _BLOCK_HTML = frozenset(
@@ -209,13 +211,10 @@ def _defused(html: str) -> str:
 
 
 def _parse(header: bytes, body_prefix: bytes, origin: str) -> ParsedMessage:
-    joined = _joined(header, body_prefix)
-    # Each MIME boundary is checked against every line below it: thousands nested cost seconds.
-    mime = joined.lower().count(b"boundary") <= MAX_BOUNDARIES
-    msg = BytesParser(policy=policy.compat32).parsebytes(joined, headersonly=not mime)
+    msg = _message(header, body_prefix)
     notes: list[str] = []
     raw = _raw_headers(msg)
-    headers = _decoded_headers(raw, notes)
+    headers = DecodedHeaders(raw, notes)
     message_id, synthesised = _message_id(raw.get("message-id", ()), header, body_prefix, origin)
     content_type, report_type = _content_type(msg)
     senders = _addresses(raw.get("sender", ())[:1], notes)
@@ -237,11 +236,32 @@ def _parse(header: bytes, body_prefix: bytes, origin: str) -> ParsedMessage:
         content_type=content_type,
         report_type=report_type,
         return_path=_return_path(raw.get("return-path", ())),
-        headers=MappingProxyType(headers),
+        headers=headers,
         snippet=snippet,
         part_types=_part_types(msg),
         defects=_defects(msg, notes),
     )
+
+
+def _message(header: bytes, body_prefix: bytes) -> Message:
+    """The message tree, a single-part one without feeding its body through the parser line by line.
+
+    The feed parser makes the whole rest of a single-part message its payload, line by line
+    (a third of all parse time); parsing the header alone and attaching the body as that
+    payload gives the same tree. Multipart and message/* bodies need the full parse.
+    """
+    head = header.rstrip(b"\r\n")
+    # Only a hint: a header naming neither type would parse twice for nothing; the result never depends on it.
+    if head and not _NESTED_HINT.search(head):
+        top = BytesParser(policy=policy.compat32).parsebytes(head + b"\r\n\r\n", headersonly=True)
+        # A header with a line that is no field leaves the rest as body: that one takes the full parse.
+        if top.get_content_maintype() not in _NESTED_TYPES and not top.get_payload():
+            top.set_payload(body_prefix.decode("ascii", "surrogateescape"))  # as the feed parser keeps 8-bit bytes
+            return top
+    joined = _joined(header, body_prefix)
+    # Each MIME boundary is checked against every line below it: thousands nested cost seconds.
+    mime = joined.lower().count(b"boundary") <= MAX_BOUNDARIES
+    return BytesParser(policy=policy.compat32).parsebytes(joined, headersonly=not mime)
 
 
 def _salvage(header: bytes, body_prefix: bytes, origin: str, exc: Exception) -> ParsedMessage:
@@ -297,14 +317,50 @@ def _raw_headers(msg: Message) -> dict[str, tuple[str, ...]]:
     # Lists, then tuples once: appending to a tuple per field made 80,000 fields quadratic.
     raw: dict[str, list[str]] = {}
     for name, value in islice(msg.raw_items(), MAX_HEADER_FIELDS):
-        values = raw.setdefault(neutralise(_text(_raw_bytes(name))).lower(), [])
+        values = raw.setdefault(_field_name(name), [])
         if len(values) < MAX_FIELD_VALUES:
             values.append(str(value))
     return {name: tuple(values) for name, values in raw.items()}
 
 
-def _decoded_headers(raw: dict[str, tuple[str, ...]], notes: list[str]) -> dict[str, tuple[str, ...]]:
-    return {name: tuple(decode_header_value(v, notes) for v in values) for name, values in raw.items()}
+def _field_name(name: str) -> str:
+    """A field name as a key: decoded, neutralised, lowercased."""
+    if name.isascii() and name.isprintable() and " " not in name:
+        return name.lower()  # nothing for neutralise to change: the usual case, and a cheap test
+    return neutralise(_text(_raw_bytes(name))).lower()
+
+
+class DecodedHeaders(Mapping[str, tuple[str, ...]]):
+    """Lowercased name → decoded values; a field is decoded when first read, as most never are.
+
+    Fields holding an encoded word are decoded at once, in header order: only they can add
+    a defect note ("unknown charset ..."), and the notes must not depend on what is read.
+    """
+
+    def __init__(self, raw: dict[str, tuple[str, ...]], notes: list[str]) -> None:
+        self._raw = raw
+        self._decoded = {
+            name: tuple(decode_header_value(v, notes) for v in values)
+            for name, values in raw.items() if any("=?" in v for v in values)
+        }
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        found = self._decoded.get(name)
+        if found is None:
+            found = self._decoded[name] = tuple(decode_header_value(v) for v in self._raw[name])
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"DecodedHeaders({dict(self.items())!r})"
 
 
 def _first(values: Mapping[str, tuple[str, ...]], name: str) -> str | None:
@@ -383,6 +439,8 @@ def _addresses(values: tuple[str, ...], notes: list[str]) -> tuple[Address, ...]
         budget -= len(line)
         if budget <= 0:
             break
+    if not lines:
+        return ()  # most mails have no Sender, Reply-To or Cc: skip building the parser for nothing
     found = (_address(name, address, notes) for name, address in getaddresses(lines))
     return tuple(address for address in found if address is not None)
 
@@ -548,8 +606,11 @@ def _body_attempts(codec: str | None) -> list[tuple[str, str]]:
 def _customer_words(text: str) -> str:
     # One pass over the text, not one per line: line breaks survive for the quote detection.
     text = _CONTROL_BUT_LINE_BREAKS.sub(" ", INVISIBLE.sub("", text[:SNIPPET_SOURCE_CHARS]))
-    lines = _LINE_BREAK.split(text)
-    words = " ".join(" ".join(_without_quotes(lines))[: 4 * MAX_SNIPPET_CHARS].split())
+    if ">" in text or "--" in text:  # else no line can be a quote or Outlook's separator: skip the per-line look
+        text = " ".join(_without_quotes(_LINE_BREAK.split(text)))
+    else:
+        text = _LINE_BREAK.sub(" ", text)
+    words = " ".join(text[: 4 * MAX_SNIPPET_CHARS].split())
     return words[:MAX_SNIPPET_CHARS].rstrip()
 
 
