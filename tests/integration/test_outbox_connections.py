@@ -22,6 +22,8 @@ from mailwatch.db.models import OutboxMail
 from mailwatch.pipeline.outbox import PENDING, SENT, Outbox, enqueue
 from mailwatch.smtp import SmtpEndpoint, SmtpSender
 from mailwatch.testing.devservers import SmtpSink
+from tests.integration.test_daemon import ACK_FAST, daemon, wait_until  # noqa: F401 - daemon is a fixture
+from tests.mailfactory import customer_mail
 
 
 def now() -> datetime:
@@ -207,3 +209,18 @@ def test_kill_9_mid_round_repeats_only_the_mail_in_flight(outbox_db, database_ur
     assert asyncio.run(outbox.drain()).sent == 2
     assert Counter(mail.recipients[0] for mail in smtp_sink.received) == {
         "c1@example.com": 1, "c2@example.com": 2, "c3@example.com": 1}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_daemon_acks_over_one_kept_connection_and_closes_it_on_shutdown(
+        dovecot, imap_user, config_file, smtp_sink, daemon):
+    # `mailwatch run`: two customers a moment apart, two drains, one SMTP session, closed by the
+    # sender task that owns it when the daemon stops.
+    running = daemon(config_file(ack=True, smtp=smtp_sink, ack_extra=ACK_FAST))
+    running.wait_for_event("mailbox_watching")
+    for n in range(2):
+        dovecot.append(imap_user, customer_mail(n))
+        assert wait_until(lambda: len(smtp_sink.received) == n + 1, timeout_s=10)  # noqa: B023 - used at once
+    assert smtp_sink.handler.connections == 1 and not wait_until_closed(smtp_sink, timeout_s=0.2)
+    assert running.stop()[0] == 0
+    assert wait_until_closed(smtp_sink)
