@@ -170,7 +170,8 @@ def test_a_lost_lease_is_not_overwritten_by_the_rounds_update(outbox_db, databas
         report, taken = asyncio.run(scenario())
     other_db.dispose()
     assert len(taken) == 2 and (report.sent, report.deferred) == (0, 0)
-    assert [(row.status, row.sent_at, row.claim_token) for row in rows(outbox_db)] == [(PENDING, None, taken[0].token)] * 2
+    theirs = (PENDING, None, taken[0].token)
+    assert [(row.status, row.sent_at, row.claim_token) for row in rows(outbox_db)] == [theirs] * 2
     assert len(smtp_sink.received) == 1
     events = [e["event"] for e in logs]
     assert events.count("outbox_lease_lost") == 1 and events.count("mail_resent_after_interrupted_send") == 1

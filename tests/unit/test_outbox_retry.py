@@ -10,7 +10,8 @@ from structlog.testing import capture_logs
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxMail
 from mailwatch.errors import PermanentError, TransientError
-from mailwatch.pipeline.outbox import FAILED, LOST, PENDING, SENT, Claimed, Outbox, Result, RetryPolicy, announce, enqueue
+from mailwatch.pipeline.outbox import (
+    FAILED, LOST, PENDING, SENT, Claimed, Outbox, Result, RetryPolicy, announce, enqueue)
 from mailwatch.retry import backoff_s
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

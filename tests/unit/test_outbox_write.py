@@ -119,7 +119,8 @@ def test_an_outcome_and_the_next_mark_go_in_one_transaction(db):
     outbox.write([], [done])
     with Statements(db) as seen:
         written = outbox.write([(done, PermanentError("550 no such user"))], [nxt])
-    assert seen.commits == 1 and written.marked == {nxt.id} and written.outcomes[done.id] == (FAILED, "550 no such user")
+    assert seen.commits == 1 and written.marked == {nxt.id}
+    assert written.outcomes[done.id] == (FAILED, "550 no such user")
     assert [(row.status, row.sending_since is not None) for row in rows(db)] == [(FAILED, False), (PENDING, True)]
 
 

@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -41,6 +41,25 @@ LOST = "lost"  # an outcome, not a status: another sender took the row over
 CLAIM_BATCH = 300  # rows claimed per round; each connection sends its share in turn
 OUTBOX = OutboxMail.__table__  # the drain writes plain UPDATEs: no ORM objects to load, compare and flush
 RELEASED = {"claimed_until": None, "claim_token": None, "sending_since": None}  # a claim given back
+
+
+def _claimed_rows(**values: object) -> Update:
+    """UPDATE the rows :ids that still carry the claim :token; returns the ids it updated.
+
+    Built once: a statement made afresh for each write cost more CPU than running it.
+    """
+    return (update(OUTBOX)
+            .where(OUTBOX.c.claim_token == bindparam("token"), OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+            .values(**values).returning(OUTBOX.c.id))
+
+
+MARK_SENDING = _claimed_rows(sending_since=bindparam("now"))  # about to be handed over
+RECORD_SENT = _claimed_rows(status=SENT, sent_at=bindparam("now"), last_error=None, **RELEASED)
+RECORD_DEFERRED = _claimed_rows(status=bindparam("status"), attempts=bindparam("attempts"),
+                                last_error=bindparam("last_error"), next_attempt_at=bindparam("retry_at"), **RELEASED)
+RECORD_FAILED = _claimed_rows(status=bindparam("status"), attempts=bindparam("attempts"),
+                              last_error=bindparam("last_error"), **RELEASED)
+RELEASE = _claimed_rows(claimed_until=None, claim_token=None)  # never tried: claimable again at once
 
 
 @dataclass(frozen=True)
@@ -412,7 +431,7 @@ class Outbox:
     def release(self, items: list[Claimed]) -> int:
         """Give back claims we never tried, so that the next round sends them at once."""
         with self.db.session() as session:
-            return len(_update_claimed(session, items, claimed_until=None, claim_token=None))
+            return len(_update_claimed(session, RELEASE, items))
 
     def write(self, finished: list[Attempt], marks: list[Claimed]) -> Written:
         """One transaction: the outcomes of finished attempts, and the marks of mails about to be handed over.
@@ -424,7 +443,7 @@ class Outbox:
         results = [(item, self.result(item, error, now)) for item, error in finished]
         with self.db.session() as session:
             stored = _store_results(session, results, now)
-            marked = _update_claimed(session, marks, sending_since=now)
+            marked = _update_claimed(session, MARK_SENDING, marks, now=now)
         outcomes = {}
         for item, result in results:
             outcome = result.status if item.id in stored else LOST
@@ -443,28 +462,26 @@ class Outbox:
 
 
 def _store_results(session: Session, results: list[tuple[Claimed, Result]], now: datetime) -> set[int]:
-    """The round's sent mails in one UPDATE per claim, each failure in its own; the ids that were ours."""
-    sent = [item for item, result in results if result.status == SENT]
-    stored = _update_claimed(session, sent, status=SENT, sent_at=now, last_error=None, **RELEASED)
+    """The sent mails in one UPDATE per claim, each failure in its own; the ids that were ours."""
+    stored = _update_claimed(session, RECORD_SENT, [item for item, result in results if result.status == SENT], now=now)
     for item, result in results:
         if result.status != SENT:
-            retry = {"next_attempt_at": result.retry_at} if result.retry_at else {}
-            stored |= _update_claimed(session, [item], status=result.status, attempts=result.attempts,
-                                      last_error=result.last_error, **retry, **RELEASED)
+            failure = {"status": result.status, "attempts": result.attempts, "last_error": result.last_error}
+            if result.retry_at:
+                stored |= _update_claimed(session, RECORD_DEFERRED, [item], retry_at=result.retry_at, **failure)
+            else:
+                stored |= _update_claimed(session, RECORD_FAILED, [item], **failure)
     return stored
 
 
-def _update_claimed(session: Session, items: list[Claimed], **values: object) -> set[int]:
-    """UPDATE the rows of `items` that still carry their claim token; the ids updated."""
+def _update_claimed(session: Session, statement: Update, items: list[Claimed], **params: object) -> set[int]:
+    """Run a `_claimed_rows` statement for `items`, one execution per claim token; the ids updated."""
     by_token: dict[str, list[int]] = {}
     for item in items:
         by_token.setdefault(item.token, []).append(item.id)
     updated: set[int] = set()
     for token, ids in by_token.items():
-        updated.update(session.scalars(
-            update(OUTBOX).where(OUTBOX.c.claim_token == token, OUTBOX.c.id.in_(ids)).values(**values)
-            .returning(OUTBOX.c.id)
-        ))
+        updated.update(session.scalars(statement, {"token": token, "ids": ids, **params}))
     return updated
 
 
