@@ -9,7 +9,7 @@ import dataclasses
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, time
 
@@ -287,6 +287,10 @@ class Service:
     async def drain_outbox(self, stop: asyncio.Event | None = None) -> DrainReport:
         """Send whatever the outbox holds that is due (a round at a time until `stop`)."""
         return await self.outbox.drain(stop) if self.outbox else DrainReport()
+
+    def kept_smtp_connections(self) -> AbstractAsyncContextManager[None]:
+        """Keep the outbox's SMTP connections open from drain to drain; closed when the block ends."""
+        return self.outbox.kept_connections() if self.outbox else nullcontext()
 
     def check_templates(self) -> list[str]:
         """Render every template against a sample; the problems found (file: line: reason)."""

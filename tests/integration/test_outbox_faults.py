@@ -20,7 +20,7 @@ from mailwatch.service import Service
 from tests.faults import FailingCommits
 from tests.mailfactory import customer_mail
 
-# The UPDATE that records an attempt's outcome (mark_sending sets only sending_since).
+# The UPDATE that records an attempt's outcome (a mark sets only sending_since).
 RECORD_STATEMENT = r"UPDATE outbox SET .*status="
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -50,7 +50,9 @@ def test_failed_write_after_a_send_neither_repeats_it_nor_strands_the_round(
     first = asyncio.run(service.drain_outbox())
     assert fault.failed == 1 and first.database_error and "full" in first.database_error
     owed = [row for row in outbox_rows(db) if row.claimed_until is not None]
-    assert len(owed) == len(service.outbox.unrecorded) == 1  # only the mail whose outcome is owed
+    # Only the mails whose outcomes the failed commit carried: at most one per connection, as the
+    # connections' writes share transactions and each waits for its own before sending on.
+    assert 1 <= len(owed) == len(service.outbox.unrecorded) <= service.outbox.connections
     with capture_logs() as logs:
         second = asyncio.run(service.drain_outbox())  # same clock: no lease has expired
     recipients = [mail.recipients[0] for mail in smtp_sink.wait_for(9)]

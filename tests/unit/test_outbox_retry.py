@@ -10,7 +10,8 @@ from structlog.testing import capture_logs
 from mailwatch.db.engine import Database
 from mailwatch.db.models import OutboxMail
 from mailwatch.errors import PermanentError, TransientError
-from mailwatch.pipeline.outbox import FAILED, PENDING, SENT, Outbox, RetryPolicy, announce, enqueue
+from mailwatch.pipeline.outbox import (
+    FAILED, LOST, PENDING, SENT, Claimed, Outbox, Result, RetryPolicy, announce, enqueue)
 from mailwatch.retry import backoff_s
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -78,7 +79,7 @@ def test_policy_delay_is_jittered_down_to_half():
     assert policy.delay(2, EdgeRng("low")) == timedelta(seconds=30)
 
 
-# --- Outbox._record_failure and its event -------------------------------------------------------------
+# --- Outbox.result and its event -------------------------------------------------------
 
 POLICY = RetryPolicy(initial=timedelta(seconds=30), maximum=timedelta(minutes=30), give_up_after=timedelta(days=2))
 
@@ -88,33 +89,33 @@ def outbox(rng=None) -> Outbox:
     return Outbox(db=None, connect=None, clock=lambda: T0, policy=POLICY, rng=rng or EdgeRng("high"))
 
 
-def row(created_at: datetime = T0, attempts: int = 0) -> OutboxMail:
-    return OutboxMail(id=7, kind="ack", recipient="pat@example.com", thread_id=3, status=PENDING,
-                      attempts=attempts, created_at=created_at, next_attempt_at=created_at)
+def claimed(created_at: datetime = T0, attempts: int = 0) -> Claimed:
+    return Claimed(id=7, kind="ack", recipient="pat@example.com", envelope_from="support@acme.example",
+                   content=b"", attempts=attempts, created_at=created_at, thread_id=3,
+                   message_id="<mailwatch.7@acme.example>", token="ours")
 
 
 def test_a_transient_failure_defers_with_backoff_from_now():
     # Try again later: attempts counts up, next_attempt_at = now + delay(attempts).
-    mail = row(attempts=2)
+    mail = claimed(attempts=2)
     now = T0 + timedelta(minutes=10)
+    result = outbox().result(mail, TransientError("451 try later"), now)
+    assert result == Result(PENDING, 3, "451 try later", now + timedelta(seconds=120))
     with capture_logs() as logs:
-        assert outbox()._record_failure(mail, TransientError("451 try later"), now) == PENDING
-        announce(mail, PENDING)  # once committed
-    assert (mail.status, mail.attempts, mail.last_error) == (PENDING, 3, "451 try later")
-    assert mail.next_attempt_at == now + timedelta(seconds=120)
+        announce(mail, PENDING, result)  # once committed
     # The log line is how an operator follows one mail: what, to whom, which try, when next, why.
     assert logs == [{"event": "mail_deferred", "log_level": "warning", "kind": "ack", "outbox_id": 7,
-                     "recipient": "pat@example.com", "attempts": 3, "retry_at": mail.next_attempt_at.isoformat(),
+                     "recipient": "pat@example.com", "attempts": 3, "retry_at": result.retry_at.isoformat(),
                      "error": "451 try later"}]
 
 
 def test_a_permanent_failure_fails_at_once_however_young():
-    # A rejected recipient will not be accepted later: no retry.
-    mail = row()
+    # A rejected recipient will not be accepted later: no retry, and next_attempt_at is left alone.
+    mail = claimed()
+    result = outbox().result(mail, PermanentError("550 no such user"), T0)
+    assert result == Result(FAILED, 1, "550 no such user", None)
     with capture_logs() as logs:
-        assert outbox()._record_failure(mail, PermanentError("550 no such user"), T0) == FAILED
-        announce(mail, FAILED)  # once committed
-    assert (mail.status, mail.attempts, mail.last_error, mail.next_attempt_at) == (FAILED, 1, "550 no such user", T0)
+        announce(mail, FAILED, result)  # once committed
     assert logs == [{"event": "mail_failed", "log_level": "error", "kind": "ack", "outbox_id": 7, "thread": 3,
                      "recipient": "pat@example.com", "attempts": 1, "error": "550 no such user"}]
 
@@ -122,18 +123,21 @@ def test_a_permanent_failure_fails_at_once_however_young():
 def test_a_transient_failure_after_give_up_after_fails_for_good():
     # Mail that could not be sent for give_up_after (from when it was queued) is failed.
     at_limit = T0 + POLICY.give_up_after
-    assert outbox()._record_failure(row(), TransientError("timeout"), at_limit) == FAILED
-    assert outbox()._record_failure(row(), TransientError("timeout"), at_limit - timedelta(seconds=1)) == PENDING
+    assert outbox().result(claimed(), TransientError("timeout"), at_limit).status == FAILED
+    assert outbox().result(claimed(), TransientError("timeout"), at_limit - timedelta(seconds=1)).status == PENDING
 
 
 def test_a_long_error_is_stored_cut_to_2000_characters():
     # The stored error is bounded: one server's essay must not bloat the table.
-    mail = row()
-    outbox()._record_failure(mail, TransientError("x" * 5000), T0)
-    assert mail.last_error == "x" * 2000
+    assert outbox().result(claimed(), TransientError("x" * 5000), T0).last_error == "x" * 2000
 
 
-# --- Outbox.record, on a real SQLite database -------------------------------------------
+def test_a_sent_mail_keeps_its_attempt_count():
+    # Only failures count as attempts.
+    assert outbox().result(claimed(attempts=2), None, T0) == Result(SENT, 2)
+
+
+# --- Outbox.write, on a real SQLite database --------------------------------------------
 
 
 @pytest.fixture
@@ -168,7 +172,7 @@ def test_recording_after_a_lost_lease_leaves_the_row_to_its_new_owner(db):
         taken = session.get(OutboxMail, item.id)
         taken.claimed_until, taken.claim_token = T0 + timedelta(minutes=9), "other"  # the other sender's claim
     with capture_logs() as logs:
-        assert box.record(item, None) == ("lost", None)
+        assert box.write([(item, None)], []).outcomes == {item.id: (LOST, None)}
     mail = stored(db)
     assert (mail.status, mail.sent_at, mail.claimed_until) == (PENDING, None, T0 + timedelta(minutes=9))
     assert [e["event"] for e in logs] == ["outbox_lease_lost"]
@@ -179,7 +183,7 @@ def test_recording_under_our_lease_marks_sent_and_releases_the_claim(db):
     box = Outbox(db, connect=None, clock=lambda: T0 + timedelta(seconds=5), policy=POLICY, rng=EdgeRng("high"))
     queue_one(db)
     (item,) = box.claim(10)
-    assert box.record(item, None) == (SENT, None)
+    assert box.write([(item, None)], []).outcomes == {item.id: (SENT, None)}
     mail = stored(db)
     assert (mail.status, mail.sent_at, mail.claimed_until, mail.attempts) == (SENT, T0 + timedelta(seconds=5), None, 0)
 
@@ -189,7 +193,7 @@ def test_recording_a_failure_under_our_lease_defers_and_releases_the_claim(db):
     box = Outbox(db, connect=None, clock=lambda: T0, policy=POLICY, rng=EdgeRng("high"))
     queue_one(db)
     (item,) = box.claim(10)
-    assert box.record(item, TransientError("421 busy")) == (PENDING, "421 busy")
+    assert box.write([(item, TransientError("421 busy"))], []).outcomes == {item.id: (PENDING, "421 busy")}
     mail = stored(db)
     assert (mail.status, mail.attempts, mail.claimed_until) == (PENDING, 1, None)
     assert mail.next_attempt_at == T0 + timedelta(seconds=30)

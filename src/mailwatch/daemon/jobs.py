@@ -131,17 +131,21 @@ class Jobs:
         await asyncio.to_thread(self.daemon.db.checkpoint)
 
     async def send_when_woken(self) -> None:
-        """The sender task: drain the outbox each time something is queued or the tick fires."""
+        """The sender task: drain the outbox each time something is queued or the tick fires.
+
+        The task owns the SMTP connections it keeps between drains: they close when it ends.
+        """
         daemon = self.daemon
-        while not daemon.stopping.is_set():
-            await daemon.outbox_wakeup.wait()
-            daemon.outbox_wakeup.clear()
-            try:
-                report = await daemon.service.drain_outbox(daemon.stopping)
-            except Exception as exc:  # noqa: BLE001 - what was not sent is still queued
-                log.error("outbox_drain_failed", error=str(exc))
-                continue
-            self.drained(report, daemon.clock())
+        async with daemon.service.kept_smtp_connections():
+            while not daemon.stopping.is_set():
+                await daemon.outbox_wakeup.wait()
+                daemon.outbox_wakeup.clear()
+                try:
+                    report = await daemon.service.drain_outbox(daemon.stopping)
+                except Exception as exc:  # noqa: BLE001 - what was not sent is still queued
+                    log.error("outbox_drain_failed", error=str(exc))
+                    continue
+                self.drained(report, daemon.clock())
 
     def drained(self, report: DrainReport, now: datetime) -> None:
         """Count a drain; only a round that sent nothing but deferred something is a failure."""

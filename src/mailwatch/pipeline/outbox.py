@@ -2,11 +2,13 @@
 
 Rows are inserted in the caller's transaction (so an ack exists exactly when its
 message is logged) and drained by `Outbox.drain`: claim due rows under a lease,
-send them over a few reused SMTP connections, record what the server said the
-moment it says it, in a transaction of its own. Each row is marked `sending_since`
-before it is handed over, so after a crash only the rows inside an SMTP transaction
-can go out twice (with the same Message-ID, which is part of the stored bytes);
-nothing queued is ever lost.
+send them over a few SMTP connections kept from round to round, and write what the
+server said before that connection hands over its next mail. Each row is marked
+`sending_since` before it is handed over, so after a crash only the rows inside an
+SMTP transaction can go out twice (with the same Message-ID, which is part of the
+stored bytes); nothing queued is ever lost. The writes of all connections share
+transactions (`_Ledger`), and every UPDATE checks the claim token, so a row whose
+lease another sender took over is never overwritten.
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -38,6 +40,27 @@ log = structlog.get_logger(__name__)
 PENDING, SENT, FAILED = OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.FAILED
 LOST = "lost"  # an outcome, not a status: another sender took the row over
 CLAIM_BATCH = 300  # rows claimed per round; each connection sends its share in turn
+OUTBOX = OutboxMail.__table__  # the drain writes plain UPDATEs: no ORM objects to load, compare and flush
+RELEASED = {"claimed_until": None, "claim_token": None, "sending_since": None}  # a claim given back
+
+
+def _claimed_rows(**values: object) -> Update:
+    """UPDATE the rows :ids that still carry the claim :token; returns the ids it updated.
+
+    Built once: a statement made afresh for each write cost more CPU than running it.
+    """
+    return (update(OUTBOX)
+            .where(OUTBOX.c.claim_token == bindparam("token"), OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+            .values(**values).returning(OUTBOX.c.id))
+
+
+MARK_SENDING = _claimed_rows(sending_since=bindparam("now"))  # about to be handed over
+RECORD_SENT = _claimed_rows(status=SENT, sent_at=bindparam("now"), last_error=None, **RELEASED)
+RECORD_DEFERRED = _claimed_rows(status=bindparam("status"), attempts=bindparam("attempts"),
+                                last_error=bindparam("last_error"), next_attempt_at=bindparam("retry_at"), **RELEASED)
+RECORD_FAILED = _claimed_rows(status=bindparam("status"), attempts=bindparam("attempts"),
+                              last_error=bindparam("last_error"), **RELEASED)
+RELEASE = _claimed_rows(claimed_until=None, claim_token=None)  # never tried: claimable again at once
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,12 @@ class Claimed:
     token: str  # our claim: recording is ours only while the row still carries it
 
 
+# The columns a claim reads, in the order of Claimed's fields (token aside).
+CLAIMED_COLUMNS = (OUTBOX.c.id, OUTBOX.c.kind, OUTBOX.c.recipient, OUTBOX.c.envelope_from, OUTBOX.c.content,
+                   OUTBOX.c.attempts, OUTBOX.c.created_at, OUTBOX.c.thread_id, OUTBOX.c.message_id)
+Attempt = tuple[Claimed, Exception | None]  # a finished attempt: sent (None) or the error that stopped it
+
+
 @dataclass
 class DrainReport:
     sent: int = 0
@@ -116,11 +145,67 @@ class DrainReport:
             self.last_error = error
 
 
+@dataclass(frozen=True)
+class Result:
+    """What one attempt writes to its row."""
+
+    status: OutboxStatus
+    attempts: int
+    last_error: str | None = None
+    retry_at: datetime | None = None  # a deferred mail's next attempt
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one transaction stored: each attempt's outcome (LOST: not ours any more) and the rows marked sending."""
+
+    outcomes: dict[int, tuple[str, str | None]]  # outbox id → (outcome, stored error)
+    marked: set[int]
+
+
+class _Ledger:
+    """The round's writes, committed together: whatever arrives while one commit runs goes in the next.
+
+    Each connection waits for its own write before it hands over another mail, so sharing
+    the transaction costs no guarantee; three connections need about one commit per mail.
+    """
+
+    def __init__(self, write: Callable[[list[Attempt], list[Claimed]], Written]) -> None:
+        self._write = write
+        self._queue: list[tuple[list[Attempt], list[Claimed], asyncio.Future[Written]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def write(self, finished: list[Attempt], marks: list[Claimed]) -> Written:
+        """Queue outcomes and marks for the next transaction; returns once it is committed."""
+        future: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+        self._queue.append((finished, marks, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        return await future
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            finished = [attempt for attempts, _marks, _future in batch for attempt in attempts]
+            marks = [item for _attempts, items, _future in batch for item in items]
+            try:
+                written = await asyncio.to_thread(self._write, finished, marks)
+            except Exception as exc:  # noqa: BLE001 - each writer decides what a failure means to it
+                for *_, future in batch:
+                    if not future.done():  # a writer cancelled meanwhile (shutdown) no longer waits
+                        future.set_exception(exc)
+                continue
+            for *_, future in batch:
+                if not future.done():
+                    future.set_result(written)
+
+
 @dataclass
 class _Round:
     """One claimed batch while it is being sent."""
 
     claimed: list[Claimed]
+    ledger: _Ledger
     tried: set[int] = field(default_factory=set)  # handed to a sender (marked sending)
     halted: bool = False  # a database write failed: send nothing more until it works again
 
@@ -146,27 +231,61 @@ class Outbox:
         self.policy = policy
         self.connections = connections
         self.rng = rng or random.Random()
-        self.unrecorded: list[tuple[Claimed, Exception | None]] = []  # outcomes a failed write left owed
+        self.unrecorded: list[Attempt] = []  # outcomes a failed write left owed
         self.unreleased: list[Claimed] = []  # claims never tried whose release failed
+        self._kept: list[SmtpSender] | None = None  # connections held open by `kept_connections`
 
     async def drain(self, stop: asyncio.Event | None = None) -> DrainReport:
         """Send everything due now, a round at a time, until done or `stop` is set."""
         report = DrainReport()
         if not await self._settle(report):
             return report  # the database still refuses writes: sending more would only add debts
-        while not (stop and stop.is_set()) and (claimed := await self._claim(report)):
-            batch = _Round(claimed)
-            async with self._renewing(claimed[0].token):
-                shares = [claimed[i :: self.connections] for i in range(self.connections)]
-                # Every share ends before the release, and one share's surprise never strands the others' rows.
-                results = await asyncio.gather(*(self._send_share(share, batch, report) for share in shares if share),
-                                               return_exceptions=True)
-            await self._release_untried(batch)
-            if errors := [result for result in results if isinstance(result, BaseException)]:
-                raise errors[0]
-            if batch.halted or (report.deferred and not report.sent):
-                break  # the database or the server is unwell: leave the rest for the next round
+        async with self._senders() as senders:
+            while not (stop and stop.is_set()) and (claimed := await self._claim(report)):
+                if not await self._send_round(claimed, senders, report):
+                    break  # the database or the server is unwell: leave the rest for the next round
         return report
+
+    @asynccontextmanager
+    async def kept_connections(self) -> AsyncIterator[None]:
+        """Keep the SMTP connections open from drain to drain until the block ends, then close them.
+
+        In between, each still closes itself after its idle time and reopens on the next send.
+        """
+        if self._kept is not None:
+            raise RuntimeError("the outbox's connections are kept already")
+        self._kept = [self.connect() for _ in range(self.connections)]
+        try:
+            yield
+        finally:
+            senders, self._kept = self._kept, None
+            await asyncio.gather(*(sender.close() for sender in senders))
+
+    @asynccontextmanager
+    async def _senders(self) -> AsyncIterator[list[SmtpSender]]:
+        """The kept connections, or, outside `kept_connections`, ones for this drain's rounds only."""
+        if self._kept is not None:
+            yield self._kept
+            return
+        senders = [self.connect() for _ in range(self.connections)]
+        try:
+            yield senders
+        finally:
+            await asyncio.gather(*(sender.close() for sender in senders))
+
+    async def _send_round(self, claimed: list[Claimed], senders: list[SmtpSender], report: DrainReport) -> bool:
+        """Send one claimed batch, a share per connection; False if the database or the server is unwell."""
+        batch = _Round(claimed, _Ledger(self.write))
+        async with self._renewing(claimed[0].token):
+            shares = [claimed[i :: self.connections] for i in range(self.connections)]
+            # Every share ends before the release, and one share's surprise never strands the others' rows.
+            results = await asyncio.gather(*(self._send_share(share, sender, batch, report)
+                                             for share, sender in zip(shares, senders, strict=True) if share),
+                                           return_exceptions=True)
+        await self._release_untried(batch)
+        if errors := [result for result in results if isinstance(result, BaseException)]:
+            raise errors[0]
+        return not (batch.halted or (report.deferred and not report.sent))
 
     async def _claim(self, report: DrainReport) -> list[Claimed]:
         try:
@@ -179,40 +298,38 @@ class Outbox:
     def release_claims(self) -> int:
         """Forget every lease: only safe when no other instance can be sending (SQLite)."""
         with self.db.session() as session:
-            rows = session.scalars(select(OutboxMail).where(OutboxMail.claimed_until.is_not(None))).all()
-            for row in rows:
-                row.claimed_until, row.claim_token = None, None
-            return len(rows)
+            return session.execute(
+                update(OUTBOX).where(OUTBOX.c.claimed_until.is_not(None)).values(claimed_until=None, claim_token=None)
+            ).rowcount
 
     def claim(self, limit: int) -> list[Claimed]:
         """Lease up to `limit` due rows to this process (skipping rows others hold)."""
         now, token = self.clock(), uuid.uuid4().hex
         with self.db.session() as session:
-            rows = session.scalars(
-                select(OutboxMail)
-                .where(OutboxMail.status == PENDING, OutboxMail.next_attempt_at <= now,
-                       or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now))
-                .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
+            rows = session.execute(
+                select(*CLAIMED_COLUMNS, OUTBOX.c.sending_since)
+                .where(OUTBOX.c.status == PENDING, OUTBOX.c.next_attempt_at <= now,
+                       or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now))
+                .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
-            interrupted = [(row.id, row.message_id, row.sending_since) for row in rows if row.sending_since]
-            for row in rows:
-                row.claimed_until, row.claim_token, row.sending_since = now + self.policy.lease, token, None
-            claimed = [Claimed(row.id, row.kind, row.recipient, row.envelope_from, row.content, row.attempts,
-                               row.created_at, row.thread_id, row.message_id, token) for row in rows]
-        for outbox_id, message_id, since in interrupted:
-            # A sender died inside the SMTP transaction: the server may have the mail already.
-            log.warning("mail_resent_after_interrupted_send", outbox_id=outbox_id, message_id=message_id,
-                        sending_since=since.isoformat(), hint="a repeat carries the same Message-ID")
-        return claimed
+            if rows:
+                session.execute(update(OUTBOX).where(OUTBOX.c.id.in_([row.id for row in rows]))
+                                .values(claimed_until=now + self.policy.lease, claim_token=token, sending_since=None))
+        for row in rows:
+            if row.sending_since:
+                # A sender died inside the SMTP transaction: the server may have the mail already.
+                log.warning("mail_resent_after_interrupted_send", outbox_id=row.id, message_id=row.message_id,
+                            sending_since=row.sending_since.isoformat(), hint="a repeat carries the same Message-ID")
+        return [Claimed(*row[:-1], token) for row in rows]
 
     def renew(self, token: str) -> int:
         """Push our claim's lease forward while we still work on it; returns the rows renewed."""
         now = self.clock()
         with self.db.session() as session:
             return session.execute(
-                update(OutboxMail).where(OutboxMail.claim_token == token, OutboxMail.status == PENDING)
+                update(OUTBOX).where(OUTBOX.c.claim_token == token, OUTBOX.c.status == PENDING)
                 .values(claimed_until=now + self.policy.lease)
             ).rowcount
 
@@ -235,62 +352,53 @@ class Outbox:
             except SQLAlchemyError as exc:
                 log.warning("outbox_lease_renewal_failed", error=_database_error(exc))
 
-    async def _send_share(self, share: list[Claimed], batch: _Round, report: DrainReport) -> None:
-        """Send a share over one connection, recording each outcome as soon as it is known.
+    async def _send_share(self, share: list[Claimed], sender: SmtpSender, batch: _Round, report: DrainReport) -> None:
+        """Send a share over one connection; a mail's outcome is written before the next is handed over.
 
-        Recording at once means a stop or crash can repeat at most the mail in flight;
-        when the connection itself fails, the rest of the share is deferred untried.
+        That write also marks the next mail sending, in a transaction the other connections'
+        writes share: a stop or crash repeats at most the mail in flight on each connection.
+        When the connection itself fails, the rest of the share is deferred untried.
         """
-        sender = self.connect()
-        try:
-            for index, item in enumerate(share):
-                if batch.halted:
-                    return  # the rest is released untried once the round ends
-                if not await self._mark_sending(item, batch, report):
-                    continue  # the write failed (halted) or another sender holds the row now
-                try:
-                    await sender.send(item.envelope_from, item.recipient, item.content)
-                except (SmtpUnavailable, AuthenticationError) as exc:
-                    for rest in share[index:]:
-                        batch.tried.add(rest.id)
-                        await self._record(rest, exc, batch, report)
-                    return
-                except (TransientError, PermanentError) as exc:
-                    await self._record(item, exc, batch, report)
-                else:
-                    await self._record(item, None, batch, report)
-        finally:
-            await sender.close()
+        finished: list[Attempt] = []
+        for index, item in enumerate(share):
+            if batch.halted:
+                break  # the rest is released untried once the round ends
+            marked = await self._write(finished, [item], batch, report)
+            finished = []
+            if item.id not in marked:
+                continue  # the write failed (halted) or another sender holds the row now
+            batch.tried.add(item.id)
+            try:
+                await sender.send(item.envelope_from, item.recipient, item.content)
+            except (SmtpUnavailable, AuthenticationError) as exc:
+                finished = [(rest, exc) for rest in share[index:]]
+                batch.tried.update(rest.id for rest in share[index:])
+                break
+            except (TransientError, PermanentError) as exc:
+                finished = [(item, exc)]
+            else:
+                finished = [(item, None)]
+        if finished:
+            await self._write(finished, [], batch, report)
 
-    async def _mark_sending(self, item: Claimed, batch: _Round, report: DrainReport) -> bool:
-        """Note that the mail is being handed over; a write that fails here sends nothing."""
+    async def _write(self, finished: list[Attempt], marks: list[Claimed], batch: _Round,
+                     report: DrainReport) -> set[int]:
+        """Write through the round's ledger; the ids marked sending (none if the write failed)."""
         try:
-            marked = await asyncio.to_thread(self.mark_sending, item)
+            written = await batch.ledger.write(finished, marks)
         except SQLAlchemyError as exc:
+            # The server has answered; only the write failed. Keep the answers and write them later.
+            self._owe(finished, exc)
             self._halt(batch, report, exc)
-            return False
-        batch.tried.add(item.id)
-        return marked
+            return set()
+        _count(report, finished, written)
+        return written.marked
 
-    def mark_sending(self, item: Claimed) -> bool:
-        """Set `sending_since`; False if the row is no longer ours."""
-        with self.db.session() as session:
-            return session.execute(
-                update(OutboxMail).where(OutboxMail.id == item.id, OutboxMail.claim_token == item.token)
-                .values(sending_since=self.clock())
-            ).rowcount == 1
-
-    async def _record(self, item: Claimed, error: Exception | None, batch: _Round, report: DrainReport) -> None:
-        try:
-            outcome, message = await asyncio.to_thread(self.record, item, error)
-        except SQLAlchemyError as exc:
-            # The server has answered; only the write failed. Keep the answer and write it later.
-            self.unrecorded.append((item, error))
+    def _owe(self, finished: list[Attempt], exc: SQLAlchemyError) -> None:
+        self.unrecorded.extend(finished)
+        for item, error in finished:
             log.error("outbox_record_failed", outbox_id=item.id, message_id=item.message_id,
                       sent=error is None, error=_database_error(exc), hint="written again before anything is sent")
-            self._halt(batch, report, exc)
-            return
-        report.count(item.kind, outcome, message if error is not None else None)
 
     @staticmethod
     def _halt(batch: _Round, report: DrainReport, exc: SQLAlchemyError) -> None:
@@ -299,18 +407,17 @@ class Outbox:
 
     async def _settle(self, report: DrainReport) -> bool:
         """Write the outcomes and releases a failed write left owed; False while still failing."""
-        while self.unrecorded:
-            item, error = self.unrecorded[0]
+        if owed := self.unrecorded:
             try:
-                outcome, message = await asyncio.to_thread(self.record, item, error)
+                written = await asyncio.to_thread(self.write, owed, [])
             except SQLAlchemyError as exc:
                 report.database_error = _database_error(exc)
                 return False
-            self.unrecorded.pop(0)
-            report.count(item.kind, outcome, message if error is not None else None)
+            self.unrecorded = []
+            _count(report, owed, written)
         if self.unreleased:
-            owed, self.unreleased = self.unreleased, []
-            await self._release(owed)
+            owed_claims, self.unreleased = self.unreleased, []
+            await self._release(owed_claims)
         return not self.unreleased
 
     async def _release_untried(self, batch: _Round) -> None:
@@ -327,54 +434,79 @@ class Outbox:
     def release(self, items: list[Claimed]) -> int:
         """Give back claims we never tried, so that the next round sends them at once."""
         with self.db.session() as session:
-            return sum(session.execute(
-                update(OutboxMail).where(OutboxMail.id == item.id, OutboxMail.claim_token == item.token)
-                .values(claimed_until=None, claim_token=None)
-            ).rowcount for item in items)
+            return len(_update_claimed(session, RELEASE, items))
 
-    def record(self, item: Claimed, error: Exception | None) -> tuple[str, str | None]:
-        """Write one attempt's outcome: sent, deferred with backoff, or failed for good."""
+    def write(self, finished: list[Attempt], marks: list[Claimed]) -> Written:
+        """One transaction: the outcomes of finished attempts, and the marks of mails about to be handed over.
+
+        A row is written only while it carries our claim token: one another sender took over
+        keeps what that sender wrote, and our outcome for it is LOST.
+        """
         now = self.clock()
+        results = [(item, self.result(item, error, now)) for item, error in finished]
         with self.db.session() as session:
-            row = session.get(OutboxMail, item.id)
-            if row.claim_token != item.token:
-                outcome = LOST  # our lease ran out and another sender took the row over: its result counts
-            else:
-                row.claimed_until, row.claim_token, row.sending_since = None, None, None
-                outcome = self._apply(row, error, now)
-        announce(row, outcome)  # after the commit: the log says only what is stored
-        return outcome, row.last_error
+            stored = _store_results(session, results, now)
+            marked = _update_claimed(session, MARK_SENDING, marks, now=now)
+        outcomes = {}
+        for item, result in results:
+            outcome = result.status if item.id in stored else LOST
+            announce(item, outcome, result)  # after the commit: the log says only what is stored
+            outcomes[item.id] = (outcome, result.last_error if outcome != LOST else None)
+        return Written(outcomes, marked)
 
-    def _apply(self, row: OutboxMail, error: Exception | None, now: datetime) -> str:
+    def result(self, item: Claimed, error: Exception | None, now: datetime) -> Result:
+        """Sent; deferred with backoff; or failed for good (a permanent error, or queued give_up_after ago)."""
         if error is None:
-            row.status, row.sent_at, row.last_error = SENT, now, None
-            return SENT
-        return self._record_failure(row, error, now)
-
-    def _record_failure(self, row: OutboxMail, error: Exception, now: datetime) -> str:
-        row.attempts += 1
-        row.last_error = str(error)[:2000]
-        gave_up = now - row.created_at >= self.policy.give_up_after
-        if isinstance(error, PermanentError) or gave_up:
-            row.status = FAILED
-            return FAILED
-        row.next_attempt_at = now + self.policy.delay(row.attempts, self.rng)
-        return PENDING
+            return Result(SENT, item.attempts)
+        attempts, message = item.attempts + 1, str(error)[:2000]
+        if isinstance(error, PermanentError) or now - item.created_at >= self.policy.give_up_after:
+            return Result(FAILED, attempts, message)
+        return Result(PENDING, attempts, message, now + self.policy.delay(attempts, self.rng))
 
 
-def announce(row: OutboxMail, outcome: str) -> None:
+def _store_results(session: Session, results: list[tuple[Claimed, Result]], now: datetime) -> set[int]:
+    """The sent mails in one UPDATE per claim, each failure in its own; the ids that were ours."""
+    stored = _update_claimed(session, RECORD_SENT, [item for item, result in results if result.status == SENT], now=now)
+    for item, result in results:
+        if result.status != SENT:
+            failure = {"status": result.status, "attempts": result.attempts, "last_error": result.last_error}
+            if result.retry_at:
+                stored |= _update_claimed(session, RECORD_DEFERRED, [item], retry_at=result.retry_at, **failure)
+            else:
+                stored |= _update_claimed(session, RECORD_FAILED, [item], **failure)
+    return stored
+
+
+def _update_claimed(session: Session, statement: Update, items: list[Claimed], **params: object) -> set[int]:
+    """Run a `_claimed_rows` statement for `items`, one execution per claim token; the ids updated."""
+    by_token: dict[str, list[int]] = {}
+    for item in items:
+        by_token.setdefault(item.token, []).append(item.id)
+    updated: set[int] = set()
+    for token, ids in by_token.items():
+        updated.update(session.scalars(statement, {"token": token, "ids": ids, **params}))
+    return updated
+
+
+def _count(report: DrainReport, finished: list[Attempt], written: Written) -> None:
+    for item, _error in finished:
+        outcome, message = written.outcomes[item.id]
+        report.count(item.kind, outcome, message)
+
+
+def announce(item: Claimed, outcome: str, result: Result) -> None:
     """An attempt's event, logged once its outcome is committed."""
     if outcome == LOST:
-        log.warning("outbox_lease_lost", outbox_id=row.id, kind=row.kind)
+        log.warning("outbox_lease_lost", outbox_id=item.id, kind=item.kind)
     elif outcome == SENT:
-        log.info("mail_sent", kind=row.kind, outbox_id=row.id, thread=row.thread_id,
-                 recipient=row.recipient, message_id=row.message_id)
+        log.info("mail_sent", kind=item.kind, outbox_id=item.id, thread=item.thread_id,
+                 recipient=item.recipient, message_id=item.message_id)
     elif outcome == FAILED:
-        log.error("mail_failed", kind=row.kind, outbox_id=row.id, thread=row.thread_id,
-                  recipient=row.recipient, attempts=row.attempts, error=row.last_error)
+        log.error("mail_failed", kind=item.kind, outbox_id=item.id, thread=item.thread_id,
+                  recipient=item.recipient, attempts=result.attempts, error=result.last_error)
     else:
-        log.warning("mail_deferred", kind=row.kind, outbox_id=row.id, recipient=row.recipient,
-                    attempts=row.attempts, retry_at=row.next_attempt_at.isoformat(), error=row.last_error)
+        log.warning("mail_deferred", kind=item.kind, outbox_id=item.id, recipient=item.recipient,
+                    attempts=result.attempts, retry_at=result.retry_at.isoformat(), error=result.last_error)
 
 
 def _database_error(exc: SQLAlchemyError) -> str:

@@ -294,6 +294,8 @@ class SinkHandler:
         self.rejected: set[str] = set()  # recipients answered with 550
         self.mail_delay_s = 0.0  # a slow server: MAIL FROM waits this long
         self.data_delay_s = 0.0  # the mail is kept, then its 250 answer waits this long
+        self.connections = 0  # SMTP sessions greeted (a client says EHLO once per connection)
+        self.open_sessions: list[asyncio.Transport] = []  # so that a test can drop them, as an idle timeout does
         self.lock = threading.Lock()
 
     async def auth_XOAUTH2(self, server, args):  # noqa: N802 - aiosmtpd's name for the mechanism
@@ -312,6 +314,13 @@ class SinkHandler:
         # As Google does: an error challenge, the client's empty answer, then 535.
         await server.challenge_auth(base64.b64encode(b'{"status":"401","schemes":"bearer"}'), encode_to_b64=False)
         return AuthResult(success=False, handled=False, message="535 5.7.8 Username and token not accepted")
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802 - aiosmtpd's name
+        session.host_name = hostname  # with this hook in place, aiosmtpd leaves it to the handler
+        with self.lock:
+            self.connections += 1
+            self.open_sessions.append(server.transport)
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802 - aiosmtpd's name
         await asyncio.sleep(self.mail_delay_s)
@@ -374,6 +383,17 @@ class SmtpSink:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+    def drop_connections(self) -> None:
+        """Close every session from the server's side, as an idle timeout does; returns once closed."""
+        with self.handler.lock:
+            sessions, self.handler.open_sessions = self.handler.open_sessions, []
+
+        async def close_all() -> None:
+            for transport in sessions:
+                transport.close()
+
+        asyncio.run_coroutine_threadsafe(close_all(), self.controller.loop).result(timeout=5)
 
     @property
     def received(self) -> list[ReceivedMail]:
