@@ -1,1 +1,0 @@
-"""Earlier implementations kept verbatim, for tests that prove a rewrite changed no result."""
