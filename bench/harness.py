@@ -45,6 +45,19 @@ LOGGING_SECTION = """
 format = "json"
 level = "info"
 """
+MAILBOX_SECTION = """
+[[mailbox]]
+name = "{name}"
+address = "{name}@acme.example"
+folder = "INBOX"
+poll_interval = "{poll_interval}"
+  [mailbox.imap]
+  host = "127.0.0.1"
+  port = {port}
+  security = "none"
+  username = "{user}"
+  password_file = "{password_file}"
+"""
 ESCALATION_SECTION = """
 [sla]
 first_response = "24h"
@@ -283,6 +296,11 @@ class Bench:
         path = self.root / f"{name}.toml"
         path.write_text(body)
         return path
+
+    def mailbox_section(self, name: str, user: str) -> str:
+        """A further [[mailbox]] for a config of `write_config`: `user`'s INBOX as mailbox `name`."""
+        return MAILBOX_SECTION.format(name=name, poll_interval=self.options.poll_interval, port=self.dovecot.port,
+                                      user=user, password_file=self.password_file)
 
     def log_path(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"

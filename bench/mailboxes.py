@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.harness import Bench, RssSampler, log_events, percentile, proc_status_kb
-from bench.isolation import FLOOR_BUDGET_S, FLOOR_SAMPLES
+from bench.harness import Bench, RssSampler, log_events, proc_status_kb
+from bench.isolation import FLOOR_BUDGET_S, FLOOR_SAMPLES, during_backlog
 from bench.latency import QUICK_SAMPLES, SAMPLE_GRACE_S, Appender, measure, run_floor
 from bench.memory import KIB_PER_MB
 from bench.report import Result, Target
@@ -32,19 +32,6 @@ RSS_TARGET = Target(300.0, inclusive=False)
 MARGIN_S = 0.3
 READY_TIMEOUT_S = 120.0
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
-MAILBOX = """
-[[mailbox]]
-name = "m{number}"
-address = "m{number}@acme.example"
-folder = "INBOX"
-poll_interval = "{poll_interval}"
-  [mailbox.imap]
-  host = "127.0.0.1"
-  port = {port}
-  security = "none"
-  username = "{user}"
-  password_file = "{password_file}"
-"""
 
 
 @contextmanager
@@ -105,8 +92,7 @@ def write_config(bench: Bench, users: list[str]) -> Path:
     config = bench.write_config(NAME, user=users[0], database=bench.sqlite_url(NAME), ack=True,
                                 max_per_hour=10 * len(users), poll_interval=bench.options.poll_interval)
     config.write_text(config.read_text() + "".join(
-        MAILBOX.format(number=number, poll_interval=bench.options.poll_interval, port=bench.dovecot.port, user=user,
-                       password_file=bench.password_file) for number, user in enumerate(users[1:], start=1)))
+        bench.mailbox_section(f"m{number}", user) for number, user in enumerate(users[1:], start=1)))
     return config
 
 
@@ -162,20 +148,13 @@ def measure_daemon(bench: Bench, users: list[str], config: Path) -> list[Result]
             imap_connections = tcp_peer_ports(process.pid)[bench.dovecot.port]
             watching = idle_mailboxes(bench)
     floor = run_floor(bench, QUICK_SAMPLES if bench.options.quick else FLOOR_SAMPLES, FLOOR_BUDGET_S)
-    floor_p50, floor_p99 = floor.figures()
-    p50, p99 = (percentile(seconds, 0.5), percentile(seconds, 0.99)) if seconds else (None, None)
-    sides = {"timed_out": lost or not seconds, "floor_timed_out": floor.lost or not floor.seconds}
-    details = {"mailboxes": total, "samples": len(seconds), "lost_sample": lost, "threads": threads,
-               "imap_connections": imap_connections, "watching_with_idle": watching,
-               "floor_samples": len(floor.seconds), "floor_lost_sample": floor.lost,
-               "floor_budget_exhausted": floor.budget_exhausted}
+    details = {"mailboxes": total, "threads": threads, "imap_connections": imap_connections,
+               "watching_with_idle": watching, "floor_budget_exhausted": floor.budget_exhausted}
+    latency = during_backlog(NAME, "APPEND→ack p50", "APPEND→ack p99, same run", seconds, lost, floor, MARGIN_S, {})
     return [
         Result(NAME, f"start → READY, {total} mailboxes", "s", ready_s, target=READY_TARGET, details=details),
         Result(NAME, "mailboxes not watched with IDLE", "", total - watching, target=Target(0)),
-        Result(NAME, f"APPEND→ack p50 (n={len(seconds)})", "s", p50, floor_p50,
-               Target(round((floor_p50 or 0) + MARGIN_S, 2), inclusive=False), **sides),
-        Result(NAME, "APPEND→ack p99, same run", "s", p99, floor_p99,
-               Target(round((floor_p99 or 0) + MARGIN_S, 2), inclusive=False), **sides),
+        *latency,
         Result(NAME, "peak RSS", "MB", rss.peak_kb / KIB_PER_MB, target=RSS_TARGET),
         Result(NAME, "threads (whole process)", "", threads),
         Result(NAME, "IMAP connections", "", imap_connections),

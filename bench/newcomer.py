@@ -12,10 +12,17 @@ of the floor's, against the several seconds the whole backlog takes (shown besid
 """
 
 from bench import ingest
-from bench.harness import Bench, Stopwatch, percentile, sqlite_value, wait_until
-from bench.isolation import FLOOR_BUDGET_S, FLOOR_SAMPLES, LOGGED, READY_TIMEOUT_S, sample_during_backlog
+from bench.harness import Bench, Stopwatch, sqlite_value, wait_until
+from bench.isolation import (
+    FLOOR_BUDGET_S,
+    FLOOR_SAMPLES,
+    LOGGED,
+    READY_TIMEOUT_S,
+    during_backlog,
+    sample_during_backlog,
+)
 from bench.latency import QUICK_SAMPLES, run_floor
-from bench.report import Result, Target
+from bench.report import Result
 
 NAME = "newcomer"
 BACKLOG = 10_000
@@ -39,16 +46,7 @@ def run(bench: Bench) -> list[Result]:
         done = wait_until(lambda: sqlite_value(database, LOGGED) - len(seconds) >= backlog, BACKLOG_TIMEOUT_S)
         backlog_s = watch.elapsed_s
     floor = run_floor(bench, QUICK_SAMPLES if bench.options.quick else FLOOR_SAMPLES, FLOOR_BUDGET_S)
-    floor_p50, floor_p99 = floor.figures()
-    p50, p99 = (percentile(seconds, 0.5), percentile(seconds, 0.99)) if seconds else (None, None)
-    details = {"backlog": backlog, "samples": len(seconds), "lost_sample": lost, "max_s": max(seconds, default=None),
-               "floor_samples": len(floor.seconds)}
-    sides = {"timed_out": lost or not seconds, "floor_timed_out": floor.lost or not floor.seconds}
-    return [
-        Result(NAME, f"APPEND→ack p50 during own {backlog:,} backlog (n={len(seconds)})", "s", p50, floor_p50,
-               Target(round((floor_p50 or 0) + MARGIN_S, 2), inclusive=False), details, **sides),
-        Result(NAME, "APPEND→ack p99, same run", "s", p99, floor_p99,
-               Target(round((floor_p99 or 0) + MARGIN_S, 2), inclusive=False), **sides),
-        Result(NAME, "the whole backlog logged (start → last row)", "s", backlog_s if done else None,
-               timed_out=not done),
-    ]
+    rows = during_backlog(NAME, f"APPEND→ack p50 during own {backlog:,} backlog", "APPEND→ack p99, same run",
+                          seconds, lost, floor, MARGIN_S, {"backlog": backlog})
+    return [*rows, Result(NAME, "the whole backlog logged (start → last row)", "s", backlog_s if done else None,
+                          timed_out=not done)]

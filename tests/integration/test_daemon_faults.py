@@ -26,7 +26,8 @@ def at(event: dict) -> float:
 @SQLITE_ONLY
 def test_mail_appended_during_a_long_sync_is_logged_within_a_second_of_its_end(
         dovecot, imap_user, config_file, daemon, db_for):
-    # The "* N EXISTS" the server sent during the backlog's FETCHes is acted on before IDLE.
+    # Mail that comes during a backlog is taken between its batches (test_newcomers.py); what
+    # comes during the last batch is announced by "* N EXISTS" and acted on before IDLE.
     path = config_file(mailbox_extra='poll_interval = "60s"')
     db = db_for(load_settings(path))
     dovecot.append_many(imap_user, [customer_mail(n) for n in range(1500)])
@@ -36,7 +37,7 @@ def test_mail_appended_during_a_long_sync_is_logged_within_a_second_of_its_end(
     appended = time.time()
     assert wait_until(lambda: count_rows(db) == 1505, timeout_s=20)
     first_end = running.events("folder_synced")[0]
-    assert at(first_end) > appended and first_end["logged"] == 1500, "the backlog ended before the appends"
+    assert at(first_end) > appended and first_end["logged"] >= 1500, "the backlog ended before the appends"
     late = [at(e) for e in running.events("message_logged") if "late" in e["message_id"]]
     assert len(late) == 5 and max(late) - at(first_end) < 1.0
     assert running.stop()[0] == 0
