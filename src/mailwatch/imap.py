@@ -260,6 +260,11 @@ class ImapConnection:
             # Wake up in time to log in again with a fresh token before this one dies.
             timeout_s = min(timeout_s, max(0.0, (self._reauth_at - self._clock()).total_seconds()))
         deadline = time.monotonic() + timeout_s
+        with self._translated("NOOP"):
+            # Mail that came after the sync's last command and before IDLE is not reported by
+            # IDLE (Dovecot waits for its next 30 s check); a NOOP makes the server say so now.
+            if any(_is_change(response) for response in self.client.noop()[1]):
+                return True
         with self._translated("IDLE"):
             self.client.idle()
             try:
