@@ -194,9 +194,13 @@ class ImapConnection:
     def arrived_after(self, uid: int) -> list[int]:
         """The UIDs above `uid`, after a NOOP: a server shows a SEARCH the mail that came
         during our last command only once it has told us of it, which a NOOP makes it do."""
-        with self._translated("NOOP"):
-            self.client.noop()
+        self.folder_changed()
         return self.new_uids(uid)
+
+    def folder_changed(self) -> bool:
+        """A NOOP: whether the server then reported new mail, an expunge or changed flags."""
+        with self._translated("NOOP"):
+            return any(_is_change(response) for response in self.client.noop()[1])
 
     def fetch_batches(self, uids: Sequence[int], batch_size: int = FETCH_BATCH_SIZE,
                       batch_bytes: int = FETCH_BATCH_BYTES) -> Iterator[list[FetchedMessage]]:
@@ -260,11 +264,10 @@ class ImapConnection:
             # Wake up in time to log in again with a fresh token before this one dies.
             timeout_s = min(timeout_s, max(0.0, (self._reauth_at - self._clock()).total_seconds()))
         deadline = time.monotonic() + timeout_s
-        with self._translated("NOOP"):
-            # Mail that came after the sync's last command and before IDLE is not reported by
-            # IDLE (Dovecot waits for its next 30 s check); a NOOP makes the server say so now.
-            if any(_is_change(response) for response in self.client.noop()[1]):
-                return True
+        # Mail that came after the sync's last command and before IDLE is not reported by
+        # IDLE (Dovecot waits for its next 30 s check); a NOOP makes the server say so now.
+        if self.folder_changed():
+            return True
         with self._translated("IDLE"):
             self.client.idle()
             try:

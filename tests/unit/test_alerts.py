@@ -58,14 +58,6 @@ def settings_from(tmp_path):
     return load
 
 
-@pytest.fixture
-def db(tmp_path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'alerts.db'}")
-    database.ensure_schema()
-    yield database
-    database.dispose()
-
-
 def alert(since: datetime = T0, at: datetime = T0 + timedelta(minutes=15), kind: str = "alert") -> Notice:
     return Notice(NoticeKind(kind), Incident("mailbox support", since, "IMAP login refused"), at)
 

@@ -16,14 +16,6 @@ NOW = T0 + timedelta(hours=5)
 
 
 @pytest.fixture
-def db(tmp_path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'metrics.db'}")
-    database.ensure_schema()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def metrics(db) -> Metrics:
     return Metrics(db, clock=lambda: NOW)
 

@@ -4,7 +4,6 @@ import random
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
-import pytest
 from structlog.testing import capture_logs
 
 from mailwatch.db.engine import Database
@@ -138,14 +137,6 @@ def test_a_sent_mail_keeps_its_attempt_count():
 
 
 # --- Outbox.write, on a real SQLite database --------------------------------------------
-
-
-@pytest.fixture
-def db(tmp_path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'outbox.db'}")
-    database.ensure_schema()
-    yield database
-    database.dispose()
 
 
 def queue_one(db: Database) -> None:

@@ -5,7 +5,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
-import pytest
 from sqlalchemy import event, select
 from structlog.testing import capture_logs
 
@@ -15,14 +14,6 @@ from mailwatch.errors import PermanentError, TransientError
 from mailwatch.pipeline.outbox import FAILED, LOST, PENDING, SENT, Outbox, RetryPolicy, Written, _Ledger, enqueue
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(tmp_path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'outbox.db'}")
-    database.ensure_schema()
-    yield database
-    database.dispose()
 
 
 def box(db: Database) -> Outbox:

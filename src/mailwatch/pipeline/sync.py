@@ -3,9 +3,9 @@
 Each fetched batch is recorded in transactions of at most `STORE_CHUNK` messages,
 each together with the folder's last UID, so a process killed mid-backlog resumes
 exactly where its last commit ended. Mail that arrives while a big backlog is being
-logged is taken between the backlog's batches (see `FolderSync.log_new`). The chunks are short because SQLite has one
-writer: another mailbox's new mail waits for the transaction in progress, and with
-whole 250-message batches that was seconds. A chunk that fails is retried one message
+logged is taken between the backlog's batches (see `FolderSync.log_new`). The chunks
+are short because SQLite has one writer: another mailbox's new mail waits for the
+transaction in progress, and with whole 250-message batches that was seconds. A chunk that fails is retried one message
 at a time, and a message that still fails is quarantined: it never blocks the rest.
 """
 

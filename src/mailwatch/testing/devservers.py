@@ -251,11 +251,13 @@ class Dovecot:
                 uids.extend(_uid_set(response.split(b"APPENDUID ")[1].split(b" ")[1].split(b"]")[0]))
         return uids
 
-    def _create(self, client: IMAPClient, folder: str) -> None:
+    @staticmethod
+    def _create(client: IMAPClient, folder: str) -> None:
         if not client.folder_exists(folder):
             client.create_folder(folder)
 
-    def _append(self, client: IMAPClient, folder: str, raw: bytes, flags, msg_time) -> int:
+    @staticmethod
+    def _append(client: IMAPClient, folder: str, raw: bytes, flags, msg_time) -> int:
         response = client.append(folder, raw, flags=flags, msg_time=msg_time)
         return int(response.split(b"APPENDUID ")[1].split(b" ")[1].rstrip(b"]"))
 
