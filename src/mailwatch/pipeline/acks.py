@@ -7,6 +7,7 @@ renders the templates and queues the mail in the transaction that logs the messa
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
@@ -37,6 +38,14 @@ CAP_LOG_EVERY = timedelta(hours=1)  # a flood is one event an hour, not one erro
 RELEASE_SCAN = 2000  # held acks looked at per release, oldest first
 
 
+@dataclass(frozen=True)
+class Received:
+    """The mail an acknowledgment would answer, as it is logged."""
+
+    message_id: str
+    received_at: datetime
+
+
 def bare_subject(subject: str, ticket_tag: re.Pattern[str]) -> str:
     """The subject without reply prefixes and ticket tags, for 'Re: … [#1042]'."""
     return " ".join(ticket_tag.sub(" ", REPLY_PREFIX.sub("", subject)).split())
@@ -64,10 +73,10 @@ class Acknowledger:
 
     def consider(
         self, session: Session, *, thread: Thread | None, new_thread: bool, parsed: ParsedMessage,
-        verdict: Verdict, recipient: Address | None, row: Message, now: datetime,
+        verdict: Verdict, recipient: Address | None, mail: Received, now: datetime,
         authenticated: bool = False, reply_to_own: bool = False, ledger: "AckLedger | None" = None,
     ) -> AckDecision:
-        """Decide for one logged message, record the outcome on it, queue the ack if due.
+        """Decide for one logged message and queue the ack if due; the outcome goes on its row.
 
         `authenticated`: a trusted receiving server authenticated the From, so its domain
         is not held to `max_share_per_domain`. A deferred ack is queued held. `ledger`: the
@@ -82,35 +91,32 @@ class Acknowledger:
         else:
             facts = None
         decision = decide_ack(
-            verdict, recipient, row.received_at, now,
+            verdict, recipient, mail.received_at, now,
             facts or AckFacts(thread_acknowledged=not new_thread, last_ack_to_sender_at=None, acks_in_last_hour=0),
             enabled=policy.enabled, max_age=policy.max_age,
             per_sender_interval=policy.per_sender_interval, max_per_hour=policy.max_per_hour,
             max_per_domain=policy.max_per_domain if source_domain else None, reply_to_own=reply_to_own,
         )
-        row.ack_outcome, row.ack_reason = decision.outcome.value, decision.reason
         held = decision.outcome is AckOutcome.DEFERRED
         if (decision.send or held) and thread is not None and recipient is not None:
-            decision = self._queue_or_give_up(session, decision, thread, parsed, recipient, row, now,
+            decision = self._queue_or_give_up(session, decision, thread, parsed, recipient, mail, now,
                                               source_domain=source_domain, ledger=ledger)
         if not decision.send:
-            self._log_suppressed(decision, row, thread)
+            self._log_suppressed(decision, mail, thread)
         return decision
 
     def _queue_or_give_up(self, session: Session, decision: AckDecision, thread: Thread, parsed: ParsedMessage,
-                          recipient: Address, row: Message, now: datetime, source_domain: str | None,
+                          recipient: Address, mail: Received, now: datetime, source_domain: str | None,
                           ledger: "AckLedger | None") -> AckDecision:
         """Queue the ack; a mail whose ack cannot be built is still logged and still escalates."""
         held = decision.outcome is AckOutcome.DEFERRED
         try:
-            queued = self._queue(session, thread, parsed, recipient, row, now, held=held, source_domain=source_domain)
+            queued = self._queue(session, thread, parsed, recipient, mail, now, held=held, source_domain=source_domain)
         except (SQLAlchemyError, TransientError):
             raise  # the database's trouble, not this mail's: the batch is retried
         except Exception as exc:  # noqa: BLE001 - anything this one mail's content can trigger
-            log.exception("ack_unsendable", thread=thread.id, message_id=row.message_id)
-            given_up = AckDecision(AckOutcome.UNSENDABLE, f"the ack could not be built: {type(exc).__name__}")
-            row.ack_outcome, row.ack_reason = given_up.outcome.value, given_up.reason
-            return given_up
+            log.exception("ack_unsendable", thread=thread.id, message_id=mail.message_id)
+            return AckDecision(AckOutcome.UNSENDABLE, f"the ack could not be built: {type(exc).__name__}")
         if queued and ledger is not None:
             ledger.queued(normalised_address(recipient.address), source_domain, held=held)
         return decision
@@ -121,9 +127,9 @@ class Acknowledger:
         return AckLedger(now, self.policy.per_sender_interval, self.policy.max_per_domain, keys)
 
     def _queue(self, session: Session, thread: Thread, parsed: ParsedMessage, recipient: Address,
-               row: Message, now: datetime, held: bool = False, source_domain: str | None = None) -> bool:
+               mail: Received, now: datetime, held: bool = False, source_domain: str | None = None) -> bool:
         branding = self.branding
-        context = self.context(thread, parsed, recipient, row.received_at)
+        context = self.context(thread, parsed, recipient, mail.received_at)
         message = build_email(
             self.templates.render_mail("ack", context),
             sender=branding.sender, to=header_address(recipient.name, recipient.address),
@@ -143,7 +149,7 @@ class Acknowledger:
                 thread_id=thread.id, status=OutboxStatus.HELD if held else OutboxStatus.PENDING,
                 source_domain=source_domain, recipient_key=normalised_address(recipient.address))
         log.info("ack_held" if held else "ack_queued", thread=thread.id, recipient=recipient.address,
-                 message_id=row.message_id, ack_message_id=message.message_id)
+                 message_id=mail.message_id, ack_message_id=message.message_id)
         return queued
 
     def context(self, thread: Thread, parsed: ParsedMessage, recipient: Address, received_at: datetime) -> dict:
@@ -163,9 +169,9 @@ class Acknowledger:
             "quote": parsed.snippet[:ACK_QUOTE_CHARS],
         }
 
-    def _log_suppressed(self, decision: AckDecision, row: Message, thread: Thread | None) -> None:
+    def _log_suppressed(self, decision: AckDecision, mail: Received, thread: Thread | None) -> None:
         log.info("ack_suppressed", outcome=decision.outcome.value, reason=decision.reason,
-                 message_id=row.message_id, thread=thread.id if thread else None)
+                 message_id=mail.message_id, thread=thread.id if thread else None)
 
 
     def _log_cap_reached(self, session: Session, in_hour: int, waiting: int, now: datetime) -> None:

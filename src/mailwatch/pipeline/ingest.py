@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from mailwatch.db.models import Message, Thread
@@ -16,7 +16,7 @@ from mailwatch.mail.rules import (
     Category, Identity, Verdict, author, author_authentication, classify, reply_address, reply_to_own_address,
     staff_answer,
 )
-from mailwatch.pipeline.acks import Acknowledger, AckLedger
+from mailwatch.pipeline.acks import Acknowledger, AckLedger, Received
 from mailwatch.pipeline.threads import find_thread, open_thread
 from mailwatch.sla import IMAP_LOGIN, AnsweredVia, ClockPolicy, apply_message, mark_answered, skip_escalations
 
@@ -79,17 +79,19 @@ class _Recorded:
     verdict: Verdict
     customer: Address | None  # where an ack would go
     authentication: Authentication  # of the author's domain, by a trusted receiving server
-    row: Message
+    row: dict[str, object]  # the values of its `messages` row
     thread: Thread | None
     new_thread: bool
 
 
 def record_batch(session: Session, ctx: FolderContext, batch: list[FetchedMessage], now: datetime) -> list[Logged]:
-    """Log a batch exactly once and update threads, with one flush for the whole batch.
+    """Log a batch exactly once and update threads, with one flush and one INSERT for the batch.
 
     Messages are threaded in UID order, so a reply later in the batch finds the thread its
     original opened (through `recent`); acknowledgments are decided after the flush, when
-    every new thread has its ticket number.
+    every new thread has its ticket number. The message rows are plain values inserted in
+    one executemany at the end: nothing reads them back, and ORM objects cost more than
+    the parse of a mail.
     """
     recent: dict[str, Thread] = {}
     results: list[_Recorded | Logged] = []
@@ -99,7 +101,11 @@ def record_batch(session: Session, ctx: FolderContext, batch: list[FetchedMessag
     session.flush()
     ledger = _ack_ledger(ctx, results, now)
     with session.no_autoflush:  # the ack decisions only read the outbox, which inserts directly
-        return [item if isinstance(item, Logged) else _finish(session, ctx, item, now, ledger) for item in results]
+        logged = [item if isinstance(item, Logged) else _finish(session, ctx, item, now, ledger) for item in results]
+    rows = [item.row for item in results if isinstance(item, _Recorded)]
+    if rows:
+        session.execute(insert(Message.__table__), rows)
+    return logged
 
 
 def _ack_ledger(ctx: FolderContext, results: list["_Recorded | Logged"], now: datetime) -> AckLedger | None:
@@ -138,10 +144,7 @@ def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: 
     thread, new_thread = _thread_for(session, ctx, parsed, verdict, authentication, received_at, now, recent)
     if thread is not None and verdict.is_customer and ANSWERED_FLAG in fetched.flags:
         answer_by_flag(thread, received_at, ctx, now)  # answered from a mail client already
-    row = _message_row(ctx, fetched, parsed, verdict, received_at, now)
-    row.message_id = message_id
-    row.thread = thread
-    session.add(row)
+    row = _message_row(ctx, fetched, parsed, verdict, message_id, received_at, now)
     if thread is not None:
         recent[message_id] = thread
     return _Recorded(fetched, parsed, verdict, customer, authentication, row, thread, new_thread)
@@ -150,13 +153,16 @@ def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: 
 def _finish(session: Session, ctx: FolderContext, item: _Recorded, now: datetime,
             ledger: AckLedger | None = None) -> Logged:
     row = item.row
+    row["thread_id"] = item.thread.id if item.thread is not None else None  # flushed: the ticket number is known
     if ctx.acknowledger is not None:
-        ctx.acknowledger.consider(session, thread=item.thread, new_thread=item.new_thread, parsed=item.parsed,
-                                  verdict=item.verdict, recipient=item.customer, row=row, now=now,
-                                  authenticated=item.authentication.passed,
-                                  reply_to_own=reply_to_own_address(item.parsed, ctx.identity), ledger=ledger)
-    return Logged(row.uid, row.message_id, row.category, row.thread_id, ack_outcome=row.ack_outcome,
-                  reason=row.category_reason, received_at=row.received_at)
+        decision = ctx.acknowledger.consider(
+            session, thread=item.thread, new_thread=item.new_thread, parsed=item.parsed, verdict=item.verdict,
+            recipient=item.customer, mail=Received(row["message_id"], row["received_at"]), now=now,
+            authenticated=item.authentication.passed, reply_to_own=reply_to_own_address(item.parsed, ctx.identity),
+            ledger=ledger)
+        row["ack_outcome"], row["ack_reason"] = decision.outcome.value, decision.reason
+    return Logged(row["uid"], row["message_id"], row["category"], row["thread_id"], ack_outcome=row["ack_outcome"],
+                  reason=row["category_reason"], received_at=row["received_at"])
 
 
 def record_unparsable(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime, error: str) -> Logged:
@@ -229,24 +235,26 @@ def _addresses(addresses: tuple[Address, ...]) -> str:
 
 
 def _message_row(
-    ctx: FolderContext, fetched: FetchedMessage, parsed: ParsedMessage, verdict: Verdict,
+    ctx: FolderContext, fetched: FetchedMessage, parsed: ParsedMessage, verdict: Verdict, message_id: str,
     received_at: datetime, now: datetime,
-) -> Message:
+) -> dict[str, object]:
+    """The `messages` row's values; thread and ack outcome are filled in once they are known."""
     first_from = parsed.from_[0] if parsed.from_ else None
-    return Message(
-        mailbox=ctx.mailbox, folder=ctx.folder, uidvalidity=ctx.uidvalidity, uid=fetched.uid,
-        message_id_synthesised=parsed.message_id_synthesised,
-        from_address=first_from.address.lower() if first_from else None,
-        from_name=first_from.name if first_from else "",
-        from_all=_addresses(parsed.from_), reply_to=_addresses(parsed.reply_to),
-        to_addrs=_addresses(parsed.to), cc_addrs=_addresses(parsed.cc),
-        subject=parsed.subject, date_header=parsed.date_header, date_at=parsed.date,
-        received_at=received_at, first_seen_at=now, size=fetched.size,
-        in_reply_to=parsed.in_reply_to, references=" ".join(parsed.references),
-        flags=" ".join(fetched.flags), snippet=parsed.snippet,
-        category=verdict.category.value, category_reason=verdict.reason,
-        parse_error=parsed.parse_error, header_truncated=parsed.header_truncated,
-    )
+    return {
+        "mailbox": ctx.mailbox, "folder": ctx.folder, "uidvalidity": ctx.uidvalidity, "uid": fetched.uid,
+        "message_id": message_id, "message_id_synthesised": parsed.message_id_synthesised,
+        "from_address": first_from.address.lower() if first_from else None,
+        "from_name": first_from.name if first_from else "",
+        "from_all": _addresses(parsed.from_), "reply_to": _addresses(parsed.reply_to),
+        "to_addrs": _addresses(parsed.to), "cc_addrs": _addresses(parsed.cc),
+        "subject": parsed.subject, "date_header": parsed.date_header, "date_at": parsed.date,
+        "received_at": received_at, "first_seen_at": now, "size": fetched.size,
+        "in_reply_to": parsed.in_reply_to, "references": " ".join(parsed.references),
+        "flags": " ".join(fetched.flags), "snippet": parsed.snippet,
+        "category": verdict.category.value, "category_reason": verdict.reason,
+        "parse_error": parsed.parse_error, "header_truncated": parsed.header_truncated,
+        "thread_id": None, "ack_outcome": None, "ack_reason": None,
+    }
 
 
 def record_flags(session: Session, ctx: FolderContext, flags: dict[int, tuple[str, ...]], now: datetime) -> list[int]:

@@ -36,6 +36,7 @@ from mailwatch.pipeline.ingest import (
     record_message,
     record_unparsable,
 )
+from mailwatch.pipeline.readahead import ReadAhead
 from mailwatch.sla import ThreadStatus
 
 log = structlog.get_logger(__name__)
@@ -135,13 +136,15 @@ class FolderSync:
         """
         backlog = connection.new_uids(self._last_uid(ctx))
         seen = backlog[-1] if backlog else 0
-        for batch in connection.fetch_batches(backlog, self.batch_size):
-            for logged in self.store_batch(ctx, batch):
-                report.count(logged)
-            if stop is not None and stop.is_set():
-                return False  # every committed batch moved last_uid: the rest comes next time
-            if not batch or batch[-1].uid < backlog[-1]:
-                seen = self._newcomers_first(connection, ctx, seen, report)
+        with ReadAhead(connection.fetch_batches(backlog, self.batch_size)) as batches:
+            for batch in batches:  # the next batch is fetched while this one is stored
+                for logged in self.store_batch(ctx, batch):
+                    report.count(logged)
+                if stop is not None and stop.is_set():
+                    return False  # every committed batch moved last_uid: the rest comes next time
+                if not batch or batch[-1].uid < backlog[-1]:
+                    batches.pause()  # the connection is ours again
+                    seen = self._newcomers_first(connection, ctx, seen, report)
         if backlog and seen > backlog[-1]:
             with self.db.session() as session:
                 self._advance(session, ctx, seen)
