@@ -284,9 +284,9 @@ class Service:
         announce_sweep(report)
         return report
 
-    async def drain_outbox(self, stop: asyncio.Event | None = None) -> DrainReport:
-        """Send whatever the outbox holds that is due (a round at a time until `stop`)."""
-        return await self.outbox.drain(stop) if self.outbox else DrainReport()
+    async def drain_outbox(self, stop: asyncio.Event | None = None, queued: asyncio.Event | None = None) -> DrainReport:
+        """Send whatever the outbox holds that is due (a round at a time until `stop`; see `Outbox.drain`)."""
+        return await self.outbox.drain(stop, queued) if self.outbox else DrainReport()
 
     def kept_smtp_connections(self) -> AbstractAsyncContextManager[None]:
         """Keep the outbox's SMTP connections open from drain to drain; closed when the block ends."""

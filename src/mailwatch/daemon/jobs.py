@@ -141,7 +141,8 @@ class Jobs:
                 await daemon.outbox_wakeup.wait()
                 daemon.outbox_wakeup.clear()
                 try:
-                    report = await daemon.service.drain_outbox(daemon.stopping)
+                    # Mail queued during the drain wakes this loop and also ends the round in progress.
+                    report = await daemon.service.drain_outbox(daemon.stopping, queued=daemon.outbox_wakeup)
                 except Exception as exc:  # noqa: BLE001 - what was not sent is still queued
                     log.error("outbox_drain_failed", error=str(exc))
                     continue

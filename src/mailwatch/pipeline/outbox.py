@@ -40,6 +40,7 @@ log = structlog.get_logger(__name__)
 PENDING, SENT, FAILED = OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.FAILED
 LOST = "lost"  # an outcome, not a status: another sender took the row over
 CLAIM_BATCH = 300  # rows claimed per round; each connection sends its share in turn
+NEWEST_SHARE = 0.5  # of a round taken from the newest due rows (see `Outbox.claim`)
 OUTBOX = OutboxMail.__table__  # the drain writes plain UPDATEs: no ORM objects to load, compare and flush
 RELEASED = {"claimed_until": None, "claim_token": None, "sending_since": None}  # a claim given back
 
@@ -206,11 +207,16 @@ class _Round:
 
     claimed: list[Claimed]
     ledger: _Ledger
+    queued: asyncio.Event | None = None  # set when new mail is queued: end this round early for it
     tried: set[int] = field(default_factory=set)  # handed to a sender (marked sending)
     halted: bool = False  # a database write failed: send nothing more until it works again
 
     def untried(self) -> list[Claimed]:
         return [item for item in self.claimed if item.id not in self.tried]
+
+    def superseded(self) -> bool:
+        """New mail was queued since this round was claimed: the next round should take it first."""
+        return self.queued is not None and self.queued.is_set()
 
 
 class Outbox:
@@ -235,14 +241,24 @@ class Outbox:
         self.unreleased: list[Claimed] = []  # claims never tried whose release failed
         self._kept: list[SmtpSender] | None = None  # connections held open by `kept_connections`
 
-    async def drain(self, stop: asyncio.Event | None = None) -> DrainReport:
-        """Send everything due now, a round at a time, until done or `stop` is set."""
+    async def drain(self, stop: asyncio.Event | None = None, queued: asyncio.Event | None = None) -> DrainReport:
+        """Send everything due now, a round at a time, until done or `stop` is set.
+
+        `queued` is set by whoever queues mail meanwhile: the round in progress then ends
+        after each connection's current mail, and the next round, which starts with the
+        newest rows, takes the new mail. So a customer's ack never waits behind a round of
+        another mailbox's backlog, only behind the mails in flight.
+        """
         report = DrainReport()
         if not await self._settle(report):
             return report  # the database still refuses writes: sending more would only add debts
         async with self._senders() as senders:
-            while not (stop and stop.is_set()) and (claimed := await self._claim(report)):
-                if not await self._send_round(claimed, senders, report):
+            while not (stop and stop.is_set()):
+                if queued is not None:
+                    queued.clear()  # the claim below sees everything committed before this
+                if not (claimed := await self._claim(report)):
+                    break
+                if not await self._send_round(_Round(claimed, _Ledger(self.write), queued), senders, report):
                     break  # the database or the server is unwell: leave the rest for the next round
         return report
 
@@ -273,9 +289,9 @@ class Outbox:
         finally:
             await asyncio.gather(*(sender.close() for sender in senders))
 
-    async def _send_round(self, claimed: list[Claimed], senders: list[SmtpSender], report: DrainReport) -> bool:
+    async def _send_round(self, batch: _Round, senders: list[SmtpSender], report: DrainReport) -> bool:
         """Send one claimed batch, a share per connection; False if the database or the server is unwell."""
-        batch = _Round(claimed, _Ledger(self.write))
+        claimed = batch.claimed
         async with self._renewing(claimed[0].token):
             shares = [claimed[i :: self.connections] for i in range(self.connections)]
             # Every share ends before the release, and one share's surprise never strands the others' rows.
@@ -303,17 +319,21 @@ class Outbox:
             ).rowcount
 
     def claim(self, limit: int) -> list[Claimed]:
-        """Lease up to `limit` due rows to this process (skipping rows others hold)."""
+        """Lease up to `limit` due rows to this process (skipping rows others hold), oldest first.
+
+        When more is due than a round holds (one mailbox's flood, a long SMTP outage), the
+        round starts with the newest due rows, up to half of it, and the oldest fill the
+        rest: a customer who writes now is acknowledged in the next round, not after
+        thousands, and the oldest mail still goes out every round.
+        """
         now, token = self.clock(), uuid.uuid4().hex
         with self.db.session() as session:
-            rows = session.execute(
-                select(*CLAIMED_COLUMNS, OUTBOX.c.sending_since)
-                .where(OUTBOX.c.status == PENDING, OUTBOX.c.next_attempt_at <= now,
-                       or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now))
-                .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = self._due(session, now, limit, newest_first=False)
+            if len(rows) == limit:
+                taken = {row.id for row in rows}
+                newest = [row for row in self._due(session, now, int(limit * NEWEST_SHARE), newest_first=True)
+                          if row.id not in taken]
+                rows = newest + rows[:limit - len(newest)]
             if rows:
                 session.execute(update(OUTBOX).where(OUTBOX.c.id.in_([row.id for row in rows]))
                                 .values(claimed_until=now + self.policy.lease, claim_token=token, sending_since=None))
@@ -323,6 +343,19 @@ class Outbox:
                 log.warning("mail_resent_after_interrupted_send", outbox_id=row.id, message_id=row.message_id,
                             sending_since=row.sending_since.isoformat(), hint="a repeat carries the same Message-ID")
         return [Claimed(*row[:-1], token) for row in rows]
+
+    @staticmethod
+    def _due(session: Session, now: datetime, limit: int, newest_first: bool) -> list:
+        order = (OUTBOX.c.next_attempt_at.desc(), OUTBOX.c.id.desc()) if newest_first else \
+            (OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+        return list(session.execute(
+            select(*CLAIMED_COLUMNS, OUTBOX.c.sending_since)
+            .where(OUTBOX.c.status == PENDING, OUTBOX.c.next_attempt_at <= now,
+                   or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now))
+            .order_by(*order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()) if limit > 0 else []
 
     def renew(self, token: str) -> int:
         """Push our claim's lease forward while we still work on it; returns the rows renewed."""
@@ -361,8 +394,8 @@ class Outbox:
         """
         finished: list[Attempt] = []
         for index, item in enumerate(share):
-            if batch.halted:
-                break  # the rest is released untried once the round ends
+            if batch.halted or (index and batch.superseded()):
+                break  # the rest is released untried once the round ends (each round sends one at least)
             marked = await self._write(finished, [item], batch, report)
             finished = []
             if item.id not in marked:
