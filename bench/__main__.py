@@ -12,7 +12,8 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import acks, ingest, isolation, latency, mailboxes, memory, newcomer, recovery, reporting, sweep
+from bench import (acks, ingest, isolation, latency, mailboxes, memory, newcomer, outbox_isolation, recovery, reporting,
+                   sweep)
 from bench.harness import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POSTGRES_URL,
@@ -31,6 +32,7 @@ SCENARIOS = {  # in the order they run
     "latency": latency.run,
     "recovery": recovery.run,
     "isolation": isolation.run,
+    "outbox-isolation": outbox_isolation.run,
     "newcomer": newcomer.run,
     "mailboxes": mailboxes.run,
     "sweep": sweep.run,
