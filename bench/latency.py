@@ -9,7 +9,8 @@ figure shows whatever the daemon does: IDLE once it has it, polling until then.
 Polling makes each sample last up to a poll interval, so each side stops after a time
 budget and reports how many samples it got. Floor: `bench.floors idle`, a bare IDLE
 client that fetches each new message and answers it over one open SMTP connection.
-Targets: median < 0.5 s, p99 < 1.5 s.
+Targets: median within 0.1 s of the floor's (Dovecot reports new mail to IDLE about
+500 ms after it arrives, so an absolute 0.5 s cannot be met by any client), p99 < 1.5 s.
 """
 
 import time
@@ -35,7 +36,7 @@ SAMPLE_GRACE_S = 20.0  # a sample may take a poll interval plus this before it c
 READY_TIMEOUT_S = 60.0
 SETTLE_S = 1.0  # after the first sync, so that start-up work is not measured
 REPLY_POLL_S = 0.005  # how often the sink is checked for the answer
-MEDIAN_TARGET = Target(0.5, inclusive=False)
+MEDIAN_MARGIN_S = 0.1  # over the floor's median: what mailwatch's own work may add
 P99_TARGET = Target(1.5, inclusive=False)
 SYNCED = "SELECT count(*) FROM folder_state WHERE last_sync_at IS NOT NULL"
 
@@ -154,6 +155,7 @@ def run(bench: Bench) -> list[Result]:
     label = f" (n={len(mailwatch.seconds)}/{count})" if len(mailwatch.seconds) < count else ""
     lost = {"timed_out": mailwatch.lost, "floor_timed_out": floor.lost}
     return [
-        Result(NAME, f"APPEND→ack median{label}", "s", median, floor_median, MEDIAN_TARGET, details, **lost),
+        Result(NAME, f"APPEND→ack median{label}", "s", median, floor_median,
+               Target(round((floor_median or 0) + MEDIAN_MARGIN_S, 2), inclusive=False), details, **lost),
         Result(NAME, f"APPEND→ack p99{label}", "s", p99, floor_p99, P99_TARGET, **lost),
     ]
