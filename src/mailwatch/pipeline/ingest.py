@@ -17,7 +17,7 @@ from mailwatch.mail.rules import (
     staff_answer,
 )
 from mailwatch.pipeline.acks import Acknowledger, AckLedger, Received
-from mailwatch.pipeline.threads import find_thread, open_thread
+from mailwatch.pipeline.threads import KnownReferences, find_thread, known_references, open_thread
 from mailwatch.sla import IMAP_LOGIN, AnsweredVia, ClockPolicy, apply_message, mark_answered, skip_escalations
 
 log = structlog.get_logger(__name__)
@@ -94,10 +94,11 @@ def record_batch(session: Session, ctx: FolderContext, batch: list[FetchedMessag
     the parse of a mail.
     """
     recent: dict[str, Thread] = {}
-    results: list[_Recorded | Logged] = []
     with session.no_autoflush:
-        for fetched in batch:
-            results.append(_record(session, ctx, fetched, now, recent))
+        parsed = [_parse(ctx, fetched) for fetched in batch]
+        known = known_references(session, parsed)
+        results = [_record(session, ctx, fetched, message, now, recent, known)
+                   for fetched, message in zip(batch, parsed, strict=True)]
     session.flush()
     ledger = _ack_ledger(ctx, results, now)
     with session.no_autoflush:  # the ack decisions only read the outbox, which inserts directly
@@ -122,12 +123,16 @@ def record_message(session: Session, ctx: FolderContext, fetched: FetchedMessage
     return record_batch(session, ctx, [fetched], now)[0]
 
 
-def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: datetime,
-            recent: dict[str, Thread]) -> "_Recorded | Logged":
+def _parse(ctx: FolderContext, fetched: FetchedMessage) -> ParsedMessage:
     parsed = parse_message(fetched.header, fetched.body_prefix, origin=f"{ctx.uidvalidity}.{fetched.uid}",
                            header_cut=fetched.header_cut)
     if parsed.header_truncated:
         log.warning("header_truncated", mailbox=ctx.mailbox, folder=ctx.folder, uid=fetched.uid, size=fetched.size)
+    return parsed
+
+
+def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, parsed: ParsedMessage, now: datetime,
+            recent: dict[str, Thread], known: KnownReferences) -> "_Recorded | Logged":
     received_at = fetched.received_at or now
     message_id = parsed.message_id[:MAX_STORED_ID]
     # Only a resync or a retry can meet a message already logged; normally the unique keys guard.
@@ -141,7 +146,7 @@ def _record(session: Session, ctx: FolderContext, fetched: FetchedMessage, now: 
     verdict = classify(parsed, ctx.identity)
     authentication = author_authentication(parsed, ctx.identity)
     customer = reply_address(parsed, from_authenticated=authentication.passed)
-    thread, new_thread = _thread_for(session, ctx, parsed, verdict, authentication, received_at, now, recent)
+    thread, new_thread = _thread_for(session, ctx, parsed, verdict, authentication, received_at, now, recent, known)
     if thread is not None and verdict.is_customer and ANSWERED_FLAG in fetched.flags:
         answer_by_flag(thread, received_at, ctx, now)  # answered from a mail client already
     row = _message_row(ctx, fetched, parsed, verdict, message_id, received_at, now)
@@ -195,12 +200,13 @@ def _already_logged(session: Session, ctx: FolderContext, parsed: ParsedMessage,
 def _thread_for(
     session: Session, ctx: FolderContext, parsed: ParsedMessage, verdict: Verdict,
     authentication: Authentication, received_at: datetime, now: datetime, recent: dict[str, Thread],
+    known: KnownReferences,
 ) -> tuple[Thread | None, bool]:
     """The message's thread (None for machines that join none), and whether it is new."""
     if verdict.category is Category.SPOOFED:
         return None, False  # the From's own domain disowns it: it may neither open nor join a ticket
     writer = author(parsed) if verdict.is_customer and not ctx.sent_folder else None
-    thread = find_thread(session, parsed, ctx.ticket_tag, customer=writer.address if writer else None,
+    thread = find_thread(session, parsed, ctx.ticket_tag, known, customer=writer.address if writer else None,
                          recent=recent, by_tag=_may_join_by_tag(ctx, writer, authentication))
     new = False
     if thread is None:

@@ -5,6 +5,8 @@ What a message does to its thread's clock is `sla`'s business; this module only 
 """
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -22,19 +24,44 @@ def ticket_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(r"\[" + re.escape(prefix) + r"(\d{1,9})\]")
 
 
+@dataclass(frozen=True)
+class KnownReferences:
+    """What a batch's In-Reply-To and References point to, found in two queries for the whole batch."""
+
+    logged: dict[str, tuple[datetime, int]]  # a logged Message-ID → (received_at, thread) of its newest row
+    ours: dict[str, int]  # one of our acknowledgments or escalations → its thread
+
+
+def known_references(session: Session, messages: Iterable[ParsedMessage]) -> KnownReferences:
+    """The threads the messages' references lead to (one lookup per batch, not per message)."""
+    ids = {key for msg in messages for key in reference_keys(msg)}
+    if not ids:
+        return KnownReferences({}, {})
+    logged: dict[str, tuple[datetime, int]] = {}
+    rows = session.execute(select(Message.message_id, Message.received_at, Message.thread_id)
+                           .where(Message.message_id.in_(ids), Message.thread_id.is_not(None)))
+    for message_id, received_at, thread_id in rows:
+        if message_id not in logged or received_at > logged[message_id][0]:
+            logged[message_id] = (received_at, thread_id)
+    ours = session.execute(select(OutboxMail.message_id, OutboxMail.thread_id)
+                           .where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None)))
+    return KnownReferences(logged, {message_id: thread_id for message_id, thread_id in ours})
+
+
 def find_thread(
-    session: Session, msg: ParsedMessage, tag: re.Pattern[str], customer: str | None = None,
+    session: Session, msg: ParsedMessage, tag: re.Pattern[str], known: KnownReferences, customer: str | None = None,
     recent: dict[str, Thread] | None = None, by_tag: bool = True,
 ) -> Thread | None:
     """The thread a message belongs to: by In-Reply-To/References, then by ticket tag.
 
-    `customer`: the author's (From) address when a customer wrote; Reply-To never counts.
-    Ticket numbers are easy to guess, so a tag joins a customer only to their own
-    thread; anyone else with a copied tag gets a ticket of their own. `by_tag`: False
-    when the tag must not count at all (an unauthenticated customer From). `recent`:
-    threads of messages recorded earlier in the same, not yet flushed, batch.
+    `known`: what the batch's references lead to (`known_references`). `customer`: the
+    author's (From) address when a customer wrote; Reply-To never counts. Ticket numbers
+    are easy to guess, so a tag joins a customer only to their own thread; anyone else
+    with a copied tag gets a ticket of their own. `by_tag`: False when the tag must not
+    count at all (an unauthenticated customer From). `recent`: threads of messages
+    recorded earlier in the same, not yet flushed, batch.
     """
-    thread = _thread_by_reference(session, msg, recent or {})
+    thread = _thread_by_reference(session, msg, known, recent or {})
     if thread is not None:
         return thread
     if not by_tag:
@@ -51,24 +78,18 @@ def reference_keys(msg: ParsedMessage) -> list[str]:
     return list(ids)[:REFERENCES_LOOKED_UP]
 
 
-def _thread_by_reference(session: Session, msg: ParsedMessage, recent: dict[str, Thread]) -> Thread | None:
+def _thread_by_reference(session: Session, msg: ParsedMessage, known: KnownReferences,
+                         recent: dict[str, Thread]) -> Thread | None:
     ids = reference_keys(msg)
-    if not ids:
-        return None
     for message_id in ids:
         if message_id in recent:
             return recent[message_id]
-    thread = session.scalars(
-        select(Thread).join(Message, Message.thread_id == Thread.id)
-        .where(Message.message_id.in_(ids))
-        .order_by(Message.received_at.desc())
-        .limit(1)
-    ).first()
-    if thread is None:  # a reply to our acknowledgment or escalation
-        thread = session.scalars(
-            select(Thread).join(OutboxMail, OutboxMail.thread_id == Thread.id).where(OutboxMail.message_id.in_(ids)).limit(1)
-        ).first()
-    return thread
+    # The thread of the newest logged message referred to; else a reply to our ack or escalation.
+    logged = [known.logged[message_id] for message_id in ids if message_id in known.logged]
+    if logged:
+        return session.get(Thread, max(logged, key=lambda found: found[0])[1])
+    ours = next((known.ours[message_id] for message_id in ids if message_id in known.ours), None)
+    return session.get(Thread, ours) if ours is not None else None
 
 
 def _thread_by_tag(session: Session, subject: str, tag: re.Pattern[str]) -> Thread | None:
