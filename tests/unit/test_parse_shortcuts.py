@@ -91,3 +91,44 @@ def test_cleaning_scans_nothing_it_need_not():
     assert parse._without_controls("plain\ttext\r\n") == "plain text\r\n"
     assert parse._without_controls("café\u200b") == "café"
     assert re.search(parse._SNIPPET_UNCLEAN, "café") is None
+
+
+@st.composite
+def header_blocks(draw) -> bytes:
+    names = st.sampled_from((b"Subject", b"From", b"X-Odd!~", b"DKIM-Signature", b"\xc3\xa9", b"Received") * 4
+                            + (b"From ", b"", b"Bad Name"))
+    one_line = st.binary(max_size=20).map(lambda value: value.replace(b"\r", b" ").replace(b"\n", b" "))
+    values = one_line | one_line | st.binary(max_size=20) | st.sampled_from(
+        (b" plain", b"", b" =?utf-8?q?x?=", b"\t\r\n\tfolded", b" a\rb: c", b" \r\n", b"\r\nFrom x"))
+    lines = []
+    for n in range(draw(st.integers(1, 6))):
+        kind = "field" if n == 0 else draw(st.sampled_from(("field",) * 6 + ("continuation",) * 3 + ("raw",)))
+        if kind == "field":
+            lines.append(draw(names) + b":" + draw(values))
+        elif kind == "continuation":
+            lines.append(draw(st.sampled_from((b" ", b"\t"))) + draw(values))
+        else:
+            lines.append(draw(st.binary(max_size=15)))
+    ends = st.sampled_from((b"\r\n", b"\n", b"\r"))
+    return b"".join(line + draw(ends) for line in lines).rstrip(b"\r\n")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(head=header_blocks())
+def test_a_plain_header_reads_as_the_feed_parser_reads_it(head):
+    # Fields, raw values, defects and the Unix From equal the header-only feed parse; else the parser does it.
+    fast = parse._plain_header(head)
+    if fast is None:
+        return
+    full = BytesParser(parse._Part, policy=policy.compat32).parsebytes(head + b"\r\n\r\n", headersonly=True)
+    assert fast._headers == full._headers
+    assert [repr(d) for d in fast.defects] == [repr(d) for d in full.defects]
+    assert (fast.get_unixfrom(), fast.get_default_type(), fast.get_payload() or "") == (
+        full.get_unixfrom(), full.get_default_type(), full.get_payload())
+
+
+def test_a_usual_header_takes_the_plain_reading():
+    # The shortcut must apply to real mail: folded DKIM, Received and 8-bit names included.
+    head = (b"Return-Path: <a@b.example>\r\nReceived: from x\r\n\tby y; Mon, 1 Jan 2024\r\n"
+            b"DKIM-Signature: v=1;\r\n\tb=abc\r\nFrom: Zo\xc3\xab <z@b.example>\r\nSubject: hi")
+    assert parse._plain_header(head) is not None

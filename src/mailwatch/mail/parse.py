@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, KeysView, Mapping
 from itertools import islice
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -76,6 +77,7 @@ _PLAIN_MAILBOX = re.compile(
 )
 _PHRASE_SPACE = re.compile(r"[ \t]+")
 _ABSENT = object()  # a parameter the header does not have, as _Part remembers it
+_FIELD_START = re.compile(r"[\041-\071\073-\176]+:")  # a field name as the feed parser's headerRE allows it
 _NESTED_TYPES = frozenset({"multipart", "message"})  # main types whose body the feed parser parses into parts
 _NESTED_HINT = re.compile(rb"multipart|message/", re.IGNORECASE)  # where a header may declare a nested type
 _ASCII_COMPATIBLE = frozenset({"ascii", "utf-8"})  # codecs whose "replace" output is worse than cp1252
@@ -272,7 +274,8 @@ def _message(header: bytes, body_prefix: bytes) -> Message:
     head = header.rstrip(b"\r\n")
     # Only a hint: a header naming neither type would parse twice for nothing; the result never depends on it.
     if head and not _NESTED_HINT.search(head):
-        top = BytesParser(_Part, policy=policy.compat32).parsebytes(head + b"\r\n\r\n", headersonly=True)
+        top = _plain_header(head) or BytesParser(_Part, policy=policy.compat32).parsebytes(
+            head + b"\r\n\r\n", headersonly=True)
         # A header with a line that is no field leaves the rest as body: that one takes the full parse.
         if top.get_content_maintype() not in _NESTED_TYPES and not top.get_payload():
             top.set_payload(body_prefix.decode("ascii", "surrogateescape"))  # as the feed parser keeps 8-bit bytes
@@ -319,6 +322,32 @@ class _Part(Message):
             return failobj
         wanted = param.lower()
         return next((value for name, value in params if name.lower() == wanted), failobj)
+
+
+def _plain_header(head: bytes) -> _Part | None:
+    """What the header-only feed parse gives for a header of nothing but fields; None for any other.
+
+    The feed parser reads a header line by line through layers of Python; for fields and
+    their continuation lines it only groups the lines and hands each group to the policy's
+    header_source_parse, which this does with the same line splitting and the same policy.
+    A first line that continues nothing, a Unix "From " line or a line that is no field
+    (all rare) is left to the feed parser, with its defects.
+    """
+    lines = io.StringIO(head.decode("ascii", "surrogateescape") + "\r\n", newline="").readlines()
+    msg = _Part(policy.compat32)
+    field: list[str] = []
+    for line in lines:
+        if field and line[0] in " \t":
+            field.append(line)
+            continue
+        if _FIELD_START.match(line) is None:
+            return None
+        if field:
+            msg.set_raw(*policy.compat32.header_source_parse(field))
+        field = [line]
+    if field:
+        msg.set_raw(*policy.compat32.header_source_parse(field))
+    return msg
 
 
 def _salvage(header: bytes, body_prefix: bytes, origin: str, exc: Exception) -> ParsedMessage:
@@ -413,6 +442,9 @@ class DecodedHeaders(Mapping[str, tuple[str, ...]]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._raw
+
+    def keys(self) -> KeysView[str]:
+        return self._raw.keys()  # the dict's own view: its set operations run in C (rules._has_any)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._raw)
