@@ -13,6 +13,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,3 +133,17 @@ def test_a_usual_header_takes_the_plain_reading():
     head = (b"Return-Path: <a@b.example>\r\nReceived: from x\r\n\tby y; Mon, 1 Jan 2024\r\n"
             b"DKIM-Signature: v=1;\r\n\tb=abc\r\nFrom: Zo\xc3\xab <z@b.example>\r\nSubject: hi")
     assert parse._plain_header(head) is not None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(text=st.text(alphabet=TEXT_ALPHABET + "=?:\udcc3\udca9", max_size=40) | st.text(max_size=40))
+def test_ascii_values_skip_only_what_cannot_change_them(text):
+    # neutralise and _unfolded give what their general path gives.
+    assert parse.neutralise(text) == " ".join(parse._CONTROL.sub(" ", parse.INVISIBLE.sub("", text)).split())
+    try:
+        unfolded = parse._FOLD.sub("", parse._text(parse._raw_bytes(text)))
+    except UnicodeEncodeError:  # a surrogate no 8-bit byte escapes to: never in a parsed value
+        with pytest.raises(UnicodeEncodeError):
+            parse._unfolded(text)
+    else:
+        assert parse._unfolded(text) == unfolded

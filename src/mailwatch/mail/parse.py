@@ -198,6 +198,8 @@ def _bounded_header(header: bytes) -> tuple[bytes, bool]:
 
 def neutralise(text: str) -> str:
     """One clean line: controls and line breaks become spaces, invisible characters go, whitespace collapses."""
+    if text.isascii() and text.isprintable():
+        return " ".join(text.split())  # no control and no invisible character: most values, tested cheaply
     return " ".join(_CONTROL.sub(" ", INVISIBLE.sub("", text)).split())
 
 
@@ -474,8 +476,14 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def _decoded(raw: str) -> str:
+    """_text(_raw_bytes(raw)): an ASCII value holds no escaped 8-bit byte and decodes to itself."""
+    return raw if raw.isascii() else _text(_raw_bytes(raw))
+
+
 def _unfolded(raw: str) -> str:
-    return _FOLD.sub("", _text(_raw_bytes(raw)))
+    text = _decoded(raw)
+    return _FOLD.sub("", text) if "\n" in text else text
 
 
 def _decode_encoded_words(text: str, notes: list[str]) -> str:
@@ -570,7 +578,7 @@ def _address(name: str, address: str, notes: list[str]) -> Address | None:
 
 def _id_tokens(values: tuple[str, ...]) -> tuple[str, ...]:
     """Every <...> token in order, whitespace removed (IDs get folded over lines, corpus 26)."""
-    text = " ".join(_text(_raw_bytes(value)) for value in values)
+    text = " ".join(_decoded(value) for value in values)
     inner = (_WHITESPACE.sub("", _CONTROL.sub(" ", token)) for token in _ANGLE_TOKEN.findall(text))
     return tuple(_bounded_id(token) for token in inner if token)
 
@@ -588,7 +596,7 @@ def _message_id(values: tuple[str, ...], header: bytes, body: bytes, origin: str
     tokens = _id_tokens(values[:1])
     if tokens:
         return tokens[0], False
-    bare = re.sub(r"[\s<>]", "", _CONTROL.sub(" ", _text(_raw_bytes(values[0])))) if values else ""
+    bare = re.sub(r"[\s<>]", "", _CONTROL.sub(" ", _decoded(values[0]))) if values else ""
     if bare:
         return _bounded_id(bare), False
     return _synthesised_id(header, body, origin), True
@@ -609,7 +617,7 @@ def _return_path(values: tuple[str, ...]) -> str | None:
     """The address in the topmost Return-Path: "" for the null sender "<>", None if absent."""
     if not values:
         return None
-    text = _CONTROL.sub(" ", _text(_raw_bytes(values[0])))
+    text = _CONTROL.sub(" ", _decoded(values[0]))
     tokens = _ANGLE_TOKEN.findall(text)
     return _WHITESPACE.sub("", tokens[0] if tokens else text)
 
