@@ -7,10 +7,13 @@ CPU µs per mail (time.process_time, best of --repeat) for each step, per mail s
 
     .venv/bin/python scripts/parse_cost.py [--backlog 3000] [--repeat 3] [--profile parse|classify]
     .venv/bin/python scripts/parse_cost.py --fingerprint /tmp/before.jsonl   # every outcome, one line a mail
+    valgrind --tool=callgrind .venv/bin/python scripts/parse_cost.py --backlog 500 --once parse   # minus --once none
 
 `--fingerprint` writes each mail's whole ParsedMessage and the rule outcomes (classify,
 author_authentication, reply_address, staff_answer under two identities) instead of timing;
-two such files from before and after a change must be equal.
+two such files from before and after a change must be equal. `--once STEP` runs one step
+once over the backlog and prints nothing, for an instruction count that a busy machine
+cannot blur (run it with `none` too and subtract: that is the cost of building the mail).
 """
 
 import argparse
@@ -139,7 +142,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the fastest counts")
     parser.add_argument("--fingerprint", type=Path, help="write every outcome to this file instead of timing")
     parser.add_argument("--profile", choices=("parse", "classify"), help="cProfile one step over the backlog")
+    parser.add_argument("--once", choices=("none", "parse", "classify"), help="run one step once, print nothing")
     args = parser.parse_args()
+    if args.once:
+        mails = backlog(args.backlog)
+        parsed = parse_all(mails) if args.once != "none" else []
+        if args.once == "classify":
+            classify_all(parsed)
+        return
     sets = mail_sets(args.backlog)
     if args.fingerprint:
         fingerprint(sets, args.fingerprint)
