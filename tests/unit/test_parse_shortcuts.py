@@ -33,7 +33,7 @@ def mailbox_like() -> st.SearchStrategy[str]:
     return st.one_of(shaped, bare, st.text(alphabet=ADDRESS_ALPHABET, max_size=40))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(lines=st.lists(mailbox_like(), min_size=1, max_size=3))
 def test_plain_mailboxes_read_as_the_address_parser_reads_them(lines):
     # The regex reading of "Name <a@b>" equals getaddresses, and anything else goes to it.
@@ -47,7 +47,7 @@ def test_the_usual_from_takes_the_shortcut():
         assert parse._PLAIN_MAILBOX.fullmatch(line), line
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(text=st.text(alphabet=TEXT_ALPHABET, max_size=60) | st.text(max_size=60))
 def test_snippet_cleaning_equals_the_regexes(text):
     # translate/str.replace give what the two substitutions and the line-break regex give.
@@ -114,7 +114,7 @@ def header_blocks(draw) -> bytes:
     return b"".join(line + draw(ends) for line in lines).rstrip(b"\r\n")
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(head=header_blocks())
 def test_a_plain_header_reads_as_the_feed_parser_reads_it(head):
     # Fields, raw values, defects and the Unix From equal the header-only feed parse; else the parser does it.
@@ -135,7 +135,7 @@ def test_a_usual_header_takes_the_plain_reading():
     assert parse._plain_header(head) is not None
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(text=st.text(alphabet=TEXT_ALPHABET + "=?:\udcc3\udca9", max_size=40) | st.text(max_size=40))
 def test_ascii_values_skip_only_what_cannot_change_them(text):
     # neutralise and _unfolded give what their general path gives.
