@@ -30,6 +30,9 @@ from mailwatch.mail.parse import Address, ParsedMessage
 _MAX_TOKENS = 12  # tokens of a local part looked at; a hostile 64 KiB local part stays cheap
 _ADDRESS_TOKEN = re.compile(r"[^\s<>,;:\"()\[\]]{1,200}@[^\s<>,;:\"()\[\]]{1,200}")  # addresses in a raw list
 _REASON_CHARS = 200  # reasons are logged and stored; one long header must not bloat them
+_TOKEN_SEPARATORS = re.compile(r"[^a-z0-9]+")  # between the tokens of a lowercased local part
+_VALUE_SEPARATORS = re.compile(r"[\s,;()]+")  # after a header value's first word
+_LIST_SEPARATORS = re.compile(r"[,\s]+")  # between the values of a list header
 
 # X-Auto-Response-Suppress values that mean "do not answer me automatically" (Exchange).
 _SUPPRESS_VALUES = frozenset({"all", "autoreply", "oof", "dr", "rn", "nrn"})
@@ -52,6 +55,8 @@ _LIST_SOFTWARE_HEADERS = (
     "mailing-list", "x-ecartis-version", "x-listserver", "x-listprocessor-version",
 )
 _PRECEDENCE_HEADERS = ("precedence", "x-precedence")
+_LIST_NAMES = frozenset(_LIST_HEADERS + _LIST_SOFTWARE_HEADERS)  # for one test whether any is there
+_AUTOREPLY_NAMES = frozenset(_AUTOREPLY_HEADERS + tuple(name for name, _ in _MACHINE_HEADER_VALUES))
 _BOUNCE_LOCAL_PARTS = frozenset({"mailerdaemon", "postmaster"})  # who sends DSNs, separators removed
 # Local parts of robots and list software (Pigeonhole's and RT's lists); "+detail" is ignored.
 _MACHINE_LOCAL_PART = re.compile(
@@ -113,6 +118,8 @@ _HELPDESK_HEADERS = (
     "x-zammad-ticket-id", "x-zammad-ticket-number", "x-freshdesk-ticket-id", "x-otrs-loop", "x-jira-fingerprint",
     "x-helpscout-conversation-id",
 )
+_HELPDESK_NAMES = frozenset(_HELPDESK_HEADERS)
+_CHALLENGE_NAMES = frozenset(_CHALLENGE_HEADERS)
 _HELPDESK_MAILER = re.compile(r"^\s*(?:zendesk|freshdesk|zammad|otrs|osticket|kayako|help ?scout|jira|request tracker)",
                               re.IGNORECASE)
 # After an optional ticket tag ("[rt.example #12]", "[#12]", "[Ticket#12]"): a helpdesk's own notice.
@@ -147,6 +154,8 @@ _AUTO_SUBJECT_PHRASES = (
 
 def _fold(text: str) -> str:
     """Lowercase without accents, so "Réponse", "Reponse" and "RÉPONSE" compare equal."""
+    if text.isascii():
+        return text.lower()  # NFKD and NFC leave ASCII as it is, and it has no combining marks
     decomposed = unicodedata.normalize("NFKD", text.lower())
     return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
 
@@ -379,9 +388,10 @@ def _bounce(msg: ParsedMessage, identity: Identity) -> Verdict | None:
 def _bounce_sender(msg: ParsedMessage) -> str | None:
     envelope = [("Return-Path", Address("", msg.return_path))] if msg.return_path else []
     for label, address in [*_senders(msg), *envelope]:
-        if _squashed(address.address) in _BOUNCE_LOCAL_PARTS:  # also post_master, "Mailer Daemon"
+        squashed = _squashed(address.address)
+        if squashed in _BOUNCE_LOCAL_PARTS:  # also post_master, "Mailer Daemon"
             return f"{label}: {address.address} is a bounce sender"
-        if _EXCHANGE_SENDER.match(_squashed(address.address)):
+        if _EXCHANGE_SENDER.match(squashed):
             return f"{label}: {address.address} is Exchange Online's delivery reports"
         if _is_robot_name(address.name):
             return f"{label}: the name {_short(address.name)!r} is a mail system's"
@@ -425,6 +435,8 @@ def _spam(msg: ParsedMessage, identity: Identity) -> Verdict | None:
 
 
 def _mailing_list(msg: ParsedMessage, identity: Identity) -> Verdict | None:
+    if not _has_any(msg, _LIST_NAMES):
+        return _precedence(msg, {"list"}, Category.MAILING_LIST)
     for name in _LIST_HEADERS:
         value = msg.header(name)
         if value is not None:
@@ -514,12 +526,14 @@ def _x_loop(msg: ParsedMessage) -> str | None:
 
 def _suppress(msg: ParsedMessage) -> str | None:
     for value in msg.headers.get("x-auto-response-suppress", ()):
-        if _SUPPRESS_VALUES & {v.lower() for v in re.split(r"[,\s]+", value)}:
+        if _SUPPRESS_VALUES & {v.lower() for v in _LIST_SEPARATORS.split(value)}:
             return f"X-Auto-Response-Suppress: {_short(value)}"
     return None
 
 
 def _autoreply_headers(msg: ParsedMessage) -> str | None:
+    if not _has_any(msg, _AUTOREPLY_NAMES):
+        return None
     for name in _AUTOREPLY_HEADERS:
         value = msg.header(name)
         if value is not None and value.strip().lower() not in _NEGATIVE_VALUES:
@@ -552,14 +566,14 @@ def _helpdesk_notice(msg: ParsedMessage) -> str | None:
     # RT's tagged "AutoReply:" which no person types.
     if _TAGGED_AUTOREPLY.match(msg.subject):
         return f"Subject: {_short(msg.subject)} is a helpdesk's acknowledgment"
+    if not _HELPDESK_NOTICE.match(msg.subject):
+        return None  # the subject first: it is at hand, the marker takes a dozen header lookups
     marker = _helpdesk_marker(msg)
-    if marker is not None and _HELPDESK_NOTICE.match(msg.subject):
-        return f"{marker}; Subject: {_short(msg.subject)} is a helpdesk's notice"
-    return None
+    return None if marker is None else f"{marker}; Subject: {_short(msg.subject)} is a helpdesk's notice"
 
 
 def _helpdesk_marker(msg: ParsedMessage) -> str | None:
-    for name in _HELPDESK_HEADERS:
+    for name in _HELPDESK_HEADERS if _has_any(msg, _HELPDESK_NAMES) else ():
         value = msg.header(name)
         if value is not None:
             return f"{_title(name)}: {_short(value)}"
@@ -572,6 +586,8 @@ def _helpdesk_marker(msg: ParsedMessage) -> str | None:
 
 def _challenge(msg: ParsedMessage) -> str | None:
     # Challenge-response filters answer every new sender with "prove you are human".
+    if not _has_any(msg, _CHALLENGE_NAMES):
+        return None
     for name in _CHALLENGE_HEADERS:
         value = msg.header(name)
         if value is not None:
@@ -633,7 +649,7 @@ def _squashed(address: str) -> str:
 
 
 def _tokens(local: str) -> list[str]:
-    return [token for token in re.split(r"[^a-z0-9]+", local.lower()) if token][:_MAX_TOKENS]
+    return [token for token in _TOKEN_SEPARATORS.split(local.lower()) if token][:_MAX_TOKENS]
 
 
 def _is_robot_local(address: str) -> bool:
@@ -675,9 +691,18 @@ def _is_robot_name(name: str) -> bool:
     return " ".join(name.lower().replace("_", " ").split()) in _ROBOT_NAMES
 
 
+def _has_any(msg: ParsedMessage, names: frozenset[str]) -> bool:
+    """Whether the message has any of these headers: one set operation, not a lookup per name.
+
+    Most mail has none of the dozens of marker headers the rules know; ParsedMessage's
+    headers give their names as a dict's keys, which answer this in C.
+    """
+    return not msg.headers.keys().isdisjoint(names)
+
+
 def _first_word(value: str | None) -> str:
     """A header value's first token, lowercased: "Yes, score=14.2" → "yes"."""
-    words = re.split(r"[\s,;()]+", (value or "").strip(), maxsplit=1)
+    words = _VALUE_SEPARATORS.split((value or "").strip(), maxsplit=1)
     return words[0].lower()
 
 
