@@ -12,10 +12,12 @@ client that fetches each new message and answers it over one open SMTP connectio
 Targets: median < 0.5 s, p99 < 1.5 s.
 """
 
+import sys
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 
 from imapclient import IMAPClient
@@ -42,6 +44,11 @@ SYNCED = "SELECT count(*) FROM folder_state WHERE last_sync_at IS NOT NULL"
 # below CUSTOMER_POOL, and a backlog's last hour of mail gets acks: a sample from one of them
 # rightly got none (per_sender_interval, a day) and counted as lost (bench isolation, 1 of 75).
 SAMPLE_CUSTOMERS_FROM = CUSTOMER_POOL
+# What the daemon said about a lost sample and its ack, and what its watchers did meanwhile.
+TRACED_FIELDS = ("timestamp", "event", "mailbox", "uid", "outcome", "reason", "error", "retry_in_s")
+WATCHER_EVENTS = {"folder_synced", "mailbox_watching", "mailbox_retry", "mailbox_watch_crashed",
+                  "watcher_still_busy", "outbox_drain_failed", "batch_retried_singly"}
+TRACE_BEFORE = timedelta(seconds=2)  # watcher events this long before the APPEND are shown too
 
 
 @dataclass
@@ -55,6 +62,9 @@ class Samples:
     seconds: list[float] = field(default_factory=list)
     lost: bool = False
     budget_exhausted: bool = False
+    lost_message_id: str | None = None  # the sample that got no answer: look for it in the daemon's log
+    lost_appended_at: datetime | None = None  # when it was APPENDed (UTC)
+    lost_trace: dict | None = None  # what the daemon logged about it (`lost_sample_trace`)
 
     def figures(self) -> tuple[float | None, float | None]:
         """Median and p99 of the samples that were answered."""
@@ -112,13 +122,54 @@ def measure(appender: Appender, sink: SmtpSink, count: int, budget_s: float, tim
             samples.budget_exhausted = True
             break
         since = len(sink.received)
-        started = time.perf_counter()
+        started, appended_at = time.perf_counter(), datetime.now(UTC)
         message_id = appender.append()
         if not wait_until(partial(answered, sink, since, message_id), timeout_s, REPLY_POLL_S):
-            samples.lost = True
+            samples.lost, samples.lost_message_id, samples.lost_appended_at = True, message_id, appended_at
             break
         samples.seconds.append(time.perf_counter() - started)
     return samples
+
+
+def lost_sample_trace(log_path: Path, message_id: str, appended_at: datetime, waited_s: float) -> dict:
+    """What the daemon logged about a lost sample: was it logged, its ack queued, suppressed or sent, when?
+
+    With the watchers' syncs and retries from just before the APPEND to the end of the
+    wait: an empty `daemon_log` with no sync after the APPEND means the mail was never seen.
+    """
+    events = log_events(log_path)
+    about = [event for event in events if event.get("message_id") == message_id]
+    acks = {event["ack_message_id"] for event in about if "ack_message_id" in event}
+    about += [event for event in events if event.get("message_id") in acks]  # its ack's mail_sent, deferrals
+    start, end = appended_at - TRACE_BEFORE, appended_at + timedelta(seconds=waited_s)
+    watchers = [event for event in events if event.get("event") in WATCHER_EVENTS
+                and start <= _logged_at(event) <= end]
+    return {"message_id": message_id, "appended_at": appended_at.isoformat(), "waited_s": waited_s,
+            "daemon_log": [_traced(event) for event in sorted(about, key=_logged_at)],
+            "watchers_meanwhile": [_traced(event) for event in sorted(watchers, key=_logged_at)]}
+
+
+def trace_lost(samples: Samples, log_path: Path, waited_s: float) -> dict | None:
+    """The lost sample's trace (None when none was lost), also told on stderr at once."""
+    if samples.lost_message_id is None or samples.lost_appended_at is None:
+        return None
+    trace = lost_sample_trace(log_path, samples.lost_message_id, samples.lost_appended_at, waited_s)
+    said = ", ".join(f"{event['event']} {event.get('outcome', '')}".strip() for event in trace["daemon_log"])
+    print(f"bench: sample {trace['message_id']} APPENDed {trace['appended_at']} got no ack in {waited_s:g} s; "
+          f"mailwatch logged {said or 'nothing about it'}; {len(trace['watchers_meanwhile'])} watcher events "
+          f"meanwhile (details in the JSON)", file=sys.stderr, flush=True)
+    return trace
+
+
+def _logged_at(event: dict) -> datetime:
+    try:
+        return datetime.fromisoformat(str(event.get("timestamp", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _traced(event: dict) -> dict:
+    return {key: event[key] for key in TRACED_FIELDS if key in event}
 
 
 def run_mailwatch(bench: Bench, count: int, budget_s: float) -> tuple[Samples, list[str]]:
@@ -135,6 +186,7 @@ def run_mailwatch(bench: Bench, count: int, budget_s: float) -> tuple[Samples, l
             raise RuntimeError(f"mailwatch run exited with {process.returncode}")
         time.sleep(SETTLE_S)
         samples = measure(appender, bench.sink, count, budget_s, timeout_s)
+        samples.lost_trace = trace_lost(samples, bench.log_path("latency-run"), timeout_s)
     events = log_events(bench.log_path("latency-run"))
     modes = {str(event["mode"]) for event in events if "mode" in event}
     modes |= {event["event"] for event in events if "idle" in str(event.get("event", "")).lower()}
@@ -161,7 +213,7 @@ def run(bench: Bench) -> list[Result]:
     details = {
         "samples": len(mailwatch.seconds), "requested": count, "floor_samples": len(floor.seconds),
         "budget_s": budget_s, "budget_exhausted": mailwatch.budget_exhausted, "lost_sample": mailwatch.lost,
-        "floor_lost_sample": floor.lost,
+        "floor_lost_sample": floor.lost, "lost_sample_trace": mailwatch.lost_trace,
         "poll_interval": bench.options.poll_interval, "watch_modes_logged": watch_modes,
         "max_s": max(mailwatch.seconds, default=None),
     }
