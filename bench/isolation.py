@@ -12,7 +12,7 @@ import time
 
 from bench import ingest
 from bench.harness import Bench, percentile, sqlite_value, wait_until
-from bench.latency import QUICK_SAMPLES, SAMPLE_GRACE_S, SYNCED, Appender, Samples, measure, run_floor
+from bench.latency import QUICK_SAMPLES, SAMPLE_GRACE_S, SYNCED, Appender, Samples, measure, run_floor, trace_lost
 from bench.report import Result, Target
 
 NAME = "isolation"
@@ -26,8 +26,13 @@ READY_TIMEOUT_S = 120.0
 LOGGED = "SELECT count(*) FROM messages"
 
 
-def sample_during_backlog(bench: Bench, b_user: str, database, backlog: int, process) -> tuple[list[float], bool]:
-    """B's APPEND→ack times while A's backlog is logged; whether one was lost."""
+def sample_during_backlog(bench: Bench, b_user: str, database, backlog: int, process,
+                          log_name: str | None = None) -> tuple[list[float], dict | None]:
+    """B's APPEND→ack times while A's backlog is logged; the lost sample's trace if one was lost.
+
+    With `log_name`, the daemon's log: the trace then says what mailwatch logged about
+    the lost mail and its ack (`lost_sample_trace`), read while the daemon still runs.
+    """
     seconds: list[float] = []
     with Appender(bench, b_user, "iso") as appender:
         while len(seconds) < SAMPLES and sqlite_value(database, LOGGED) - len(seconds) < backlog:
@@ -35,9 +40,17 @@ def sample_during_backlog(bench: Bench, b_user: str, database, backlog: int, pro
                 raise RuntimeError(f"mailwatch run exited with {process.returncode}")
             samples = measure(appender, bench.sink, 1, SAMPLE_GRACE_S, SAMPLE_GRACE_S)
             if samples.lost:
-                return seconds, True
+                return seconds, lost_trace(bench, samples, log_name)
             seconds.extend(samples.seconds)
-    return seconds, False
+    return seconds, None
+
+
+def lost_trace(bench: Bench, samples: Samples, log_name: str | None) -> dict:
+    """The lost sample's trace from the daemon's log; without a log, its Message-ID and APPEND time."""
+    if log_name is not None:
+        return trace_lost(samples, bench.log_path(log_name), SAMPLE_GRACE_S)
+    appended_at = samples.lost_appended_at.isoformat() if samples.lost_appended_at else None
+    return {"message_id": samples.lost_message_id, "appended_at": appended_at, "waited_s": SAMPLE_GRACE_S}
 
 
 def run(bench: Bench) -> list[Result]:
@@ -57,7 +70,7 @@ def run(bench: Bench) -> list[Result]:
                              or process.poll() is not None, READY_TIMEOUT_S)
         if not started or process.poll() is not None:
             raise RuntimeError(f"mailwatch run did not start syncing (exit code {process.poll()})")
-        seconds, lost = sample_during_backlog(bench, b_user, database, backlog, process)
+        seconds, lost = sample_during_backlog(bench, b_user, database, backlog, process, "isolation-run")
         logged_at_end = sqlite_value(database, LOGGED)
     floor = run_floor(bench, QUICK_SAMPLES if bench.options.quick else FLOOR_SAMPLES, FLOOR_BUDGET_S)
     details = {"backlog": backlog, "logged_when_sampling_ended": logged_at_end}
@@ -65,14 +78,19 @@ def run(bench: Bench) -> list[Result]:
                           seconds, lost, floor, MARGIN_S, details)
 
 
-def during_backlog(scenario: str, p50_label: str, p99_label: str, seconds: list[float], lost: bool,
+def during_backlog(scenario: str, p50_label: str, p99_label: str, seconds: list[float], lost: bool | dict | None,
                    floor: Samples, margin_s: float, details: dict) -> list[Result]:
-    """The p50 and p99 rows of samples taken during a backlog, each to be within `margin_s` of the floor's."""
+    """The p50 and p99 rows of samples taken during a backlog, each to be within `margin_s` of the floor's.
+
+    `lost`: whether a sample got no ack in time, or its trace (`sample_during_backlog`).
+    """
     floor_p50, floor_p99 = floor.figures()
     p50, p99 = (percentile(seconds, 0.5), percentile(seconds, 0.99)) if seconds else (None, None)
-    details = {**details, "samples": len(seconds), "lost_sample": lost, "floor_samples": len(floor.seconds),
+    details = {**details, "samples": len(seconds), "lost_sample": bool(lost), "floor_samples": len(floor.seconds),
                "max_s": max(seconds, default=None)}
-    sides = {"timed_out": lost or not seconds, "floor_timed_out": floor.lost or not floor.seconds}
+    if isinstance(lost, dict):
+        details["lost_sample_trace"] = lost
+    sides = {"timed_out": bool(lost) or not seconds, "floor_timed_out": floor.lost or not floor.seconds}
     return [
         Result(scenario, f"{p50_label} (n={len(seconds)})", "s", p50, floor_p50,
                Target(round((floor_p50 or 0) + margin_s, 2), inclusive=False), details, **sides),

@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.response_parser import parse_response
 
 from mailwatch.errors import AuthenticationError, MailwatchError, TransientError
 from mailwatch.tls import security_hint, tls_context
@@ -264,13 +265,16 @@ class ImapConnection:
             # Wake up in time to log in again with a fresh token before this one dies.
             timeout_s = min(timeout_s, max(0.0, (self._reauth_at - self._clock()).total_seconds()))
         deadline = time.monotonic() + timeout_s
-        # Mail that came after the sync's last command and before IDLE is not reported by
-        # IDLE (Dovecot waits for its next 30 s check); a NOOP makes the server say so now.
+        # Mail that came after the sync's last command: RFC 2177 does not make a server report
+        # it when IDLE begins (Dovecot does, right behind "+ idling": see _read_with_idle),
+        # so a NOOP asks first.
         if self.folder_changed():
             return True
         with self._translated("IDLE"):
             self.client.idle()
             try:
+                if any(_is_change(response) for response in self._read_with_idle()):
+                    return True
                 while not stop.is_set() and time.monotonic() < deadline:
                     started = time.monotonic()
                     responses = self.client.idle_check(timeout=IDLE_TICK_S)
@@ -282,6 +286,31 @@ class ImapConnection:
                 return False
             finally:
                 self.client.idle_done()
+
+    def _read_with_idle(self) -> list[tuple]:
+        """The responses that came in the same packet as IDLE's "+ idling".
+
+        Dovecot looks at the mailbox as IDLE begins and sends what changed since the NOOP
+        right behind the continuation; imaplib's buffered reader takes it off the socket
+        with it, and idle_check, which polls the socket, would not see it until the next
+        packet (a keepalive, more mail, the renewal): the bench lost a sample to that.
+        """
+        responses = []
+        while self._unread_bytes():
+            responses.append(_untagged(self.client._imap._get_line()))
+        return responses
+
+    def _unread_bytes(self) -> bool:
+        """Whether imaplib (or TLS) holds bytes already received but not yet parsed, without waiting."""
+        sock = self.client.socket()
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            return bool(self.client._imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False  # nothing buffered, and the socket has nothing now either
+        finally:
+            sock.settimeout(timeout)
 
     def close(self) -> None:
         """Log out, or at least drop the socket."""
@@ -349,6 +378,11 @@ def _section(item: dict, name: bytes) -> bytes:
 def _is_change(response: tuple) -> bool:
     """EXISTS (new mail), EXPUNGE or FETCH (flags) change the folder; "OK Still here" does not."""
     return len(response) >= 2 and response[1] in FOLDER_CHANGES
+
+
+def _untagged(line: bytes) -> tuple:
+    """An untagged response line ("* 2 EXISTS") parsed as idle_check parses it: (2, b"EXISTS")."""
+    return tuple(parse_response([line.removeprefix(b"* ").rstrip(b"\r\n")]))
 
 
 def _text(flag: bytes | str) -> str:
