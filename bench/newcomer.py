@@ -42,7 +42,7 @@ def run(bench: Bench) -> list[Result]:
     with bench.mailwatch(f"{NAME}-run", config, "run") as process:
         if not wait_until(lambda: sqlite_value(database, LOGGED) > 0 or process.poll() is not None, READY_TIMEOUT_S):
             raise RuntimeError("mailwatch run logged nothing of its backlog")
-        seconds, lost = sample_during_backlog(bench, user, database, backlog, process)
+        seconds, lost = sample_during_backlog(bench, user, database, backlog, process, f"{NAME}-run")
         done = wait_until(lambda: sqlite_value(database, LOGGED) - len(seconds) >= backlog, BACKLOG_TIMEOUT_S)
         backlog_s = watch.elapsed_s
     floor = run_floor(bench, QUICK_SAMPLES if bench.options.quick else FLOOR_SAMPLES, FLOOR_BUDGET_S)
