@@ -5,6 +5,8 @@ Real parts: an aiosmtpd sink on loopback and SQLite or PostgreSQL.
 
 import asyncio
 
+import pytest
+
 from mailwatch.pipeline.outbox import CLAIM_BATCH, NEWEST_SHARE, Outbox
 from tests.integration.test_outbox_connections import now, outbox_db, queue, sender_for  # noqa: F401 - a fixture
 
@@ -28,10 +30,12 @@ def test_behind_a_backlog_the_newest_mail_starts_the_round_and_the_oldest_fill_i
     assert numbers[newest:] == list(range(CLAIM_BATCH - newest))
 
 
-def test_mail_queued_during_a_drain_ends_the_round_and_goes_out_next(outbox_db, smtp_sink):
-    # A drain of a backlog two rounds long; a customer's ack queued a few mails in (the daemon sets
-    # `queued` after every commit that queues mail) goes out within a few mails, not after the round.
-    queue(outbox_db, *range(BACKLOG))
+@pytest.mark.parametrize("backlog", [CLAIM_BATCH // 3, BACKLOG])
+def test_mail_queued_during_a_drain_ends_the_round_and_goes_out_next(outbox_db, smtp_sink, backlog):
+    # A drain of a backlog shorter than a round, or two rounds long; a customer's ack queued a few
+    # mails in (the daemon sets `queued` after every commit that queues mail) goes out within a few
+    # mails, not at the end of the round.
+    queue(outbox_db, *range(backlog))
     smtp_sink.handler.data_delay_s = 0.005  # enough for the round to be in progress when it comes
 
     async def drain_and_write_meanwhile() -> None:
@@ -40,11 +44,11 @@ def test_mail_queued_during_a_drain_ends_the_round_and_goes_out_next(outbox_db, 
         drain = asyncio.create_task(outbox.drain(queued=queued))
         while len(smtp_sink.received) < 10:
             await asyncio.sleep(0.005)
-        await asyncio.to_thread(queue, outbox_db, BACKLOG)
+        await asyncio.to_thread(queue, outbox_db, backlog)
         queued.set()
         await drain
 
     asyncio.run(drain_and_write_meanwhile())
     recipients = [mail.recipients[0] for mail in smtp_sink.received]
-    assert len(recipients) == BACKLOG + 1
-    assert recipients.index(f"c{BACKLOG}@example.com") < 10 + 3 * 3  # the mails in flight, then it
+    assert len(recipients) == backlog + 1
+    assert recipients.index(f"c{backlog}@example.com") < 10 + 3 * 3  # the mails in flight, then it

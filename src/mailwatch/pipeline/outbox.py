@@ -240,6 +240,7 @@ class Outbox:
         self.unrecorded: list[Attempt] = []  # outcomes a failed write left owed
         self.unreleased: list[Claimed] = []  # claims never tried whose release failed
         self._kept: list[SmtpSender] | None = None  # connections held open by `kept_connections`
+        self._newest_claimed: int | None = None  # the highest outbox id claimed so far: above it is fresh
 
     async def drain(self, stop: asyncio.Event | None = None, queued: asyncio.Event | None = None) -> DrainReport:
         """Send everything due now, a round at a time, until done or `stop` is set.
@@ -305,11 +306,14 @@ class Outbox:
 
     async def _claim(self, report: DrainReport) -> list[Claimed]:
         try:
-            return await asyncio.to_thread(self.claim, CLAIM_BATCH)
+            claimed = await asyncio.to_thread(self.claim, CLAIM_BATCH, self._newest_claimed)
         except SQLAlchemyError as exc:
             report.database_error = _database_error(exc)
             log.error("outbox_claim_failed", error=report.database_error)
             return []
+        if claimed:
+            self._newest_claimed = max(self._newest_claimed or 0, *(item.id for item in claimed))
+        return claimed
 
     def release_claims(self) -> int:
         """Forget every lease: only safe when no other instance can be sending (SQLite)."""
@@ -318,13 +322,14 @@ class Outbox:
                 update(OUTBOX).where(OUTBOX.c.claimed_until.is_not(None)).values(claimed_until=None, claim_token=None)
             ).rowcount
 
-    def claim(self, limit: int) -> list[Claimed]:
+    def claim(self, limit: int, fresh_after: int | None = None) -> list[Claimed]:
         """Lease up to `limit` due rows to this process (skipping rows others hold), oldest first.
 
         When more is due than a round holds (one mailbox's flood, a long SMTP outage), the
-        round starts with the newest due rows, up to half of it, and the oldest fill the
-        rest: a customer who writes now is acknowledged in the next round, not after
-        thousands, and the oldest mail still goes out every round.
+        round takes the newest due rows, up to half of it, and the oldest fill the rest: a
+        customer who writes now is acknowledged in the next round, not after thousands, and
+        the oldest mail still goes out every round. Rows queued since the last claim (ids
+        above `fresh_after`) are sent first in their round.
         """
         now, token = self.clock(), uuid.uuid4().hex
         with self.db.session() as session:
@@ -334,6 +339,8 @@ class Outbox:
                 newest = [row for row in self._due(session, now, int(limit * NEWEST_SHARE), newest_first=True)
                           if row.id not in taken]
                 rows = newest + rows[:limit - len(newest)]
+            if fresh_after is not None:
+                rows.sort(key=lambda row: row.id <= fresh_after)  # stable: otherwise in the order above
             if rows:
                 session.execute(update(OUTBOX).where(OUTBOX.c.id.in_([row.id for row in rows]))
                                 .values(claimed_until=now + self.policy.lease, claim_token=token, sending_since=None))
