@@ -26,26 +26,30 @@ def ticket_pattern(prefix: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class KnownReferences:
-    """What a batch's In-Reply-To and References point to, found in two queries for the whole batch."""
+    """What a batch's In-Reply-To and References point to, found in three queries for the whole batch."""
 
     logged: dict[str, tuple[datetime, int]]  # a logged Message-ID → (received_at, thread) of its newest row
     ours: dict[str, int]  # one of our acknowledgments or escalations → its thread
+    threads: dict[int, Thread]  # the threads of both, loaded at once
 
 
 def known_references(session: Session, messages: Iterable[ParsedMessage]) -> KnownReferences:
     """The threads the messages' references lead to (one lookup per batch, not per message)."""
     ids = {key for msg in messages for key in reference_keys(msg)}
     if not ids:
-        return KnownReferences({}, {})
+        return KnownReferences({}, {}, {})
     logged: dict[str, tuple[datetime, int]] = {}
     rows = session.execute(select(Message.message_id, Message.received_at, Message.thread_id)
                            .where(Message.message_id.in_(ids), Message.thread_id.is_not(None)))
     for message_id, received_at, thread_id in rows:
         if message_id not in logged or received_at > logged[message_id][0]:
             logged[message_id] = (received_at, thread_id)
-    ours = session.execute(select(OutboxMail.message_id, OutboxMail.thread_id)
-                           .where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None)))
-    return KnownReferences(logged, {message_id: thread_id for message_id, thread_id in ours})
+    ours = dict(session.execute(select(OutboxMail.message_id, OutboxMail.thread_id)
+                                .where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None))).all())
+    wanted = {thread_id for _received_at, thread_id in logged.values()} | set(ours.values())
+    threads = {thread.id: thread for thread in session.scalars(select(Thread).where(Thread.id.in_(wanted)))} \
+        if wanted else {}
+    return KnownReferences(logged, ours, threads)
 
 
 def find_thread(
@@ -61,7 +65,7 @@ def find_thread(
     count at all (an unauthenticated customer From). `recent`: threads of messages
     recorded earlier in the same, not yet flushed, batch.
     """
-    thread = _thread_by_reference(session, msg, known, recent or {})
+    thread = _thread_by_reference(msg, known, recent or {})
     if thread is not None:
         return thread
     if not by_tag:
@@ -78,8 +82,7 @@ def reference_keys(msg: ParsedMessage) -> list[str]:
     return list(ids)[:REFERENCES_LOOKED_UP]
 
 
-def _thread_by_reference(session: Session, msg: ParsedMessage, known: KnownReferences,
-                         recent: dict[str, Thread]) -> Thread | None:
+def _thread_by_reference(msg: ParsedMessage, known: KnownReferences, recent: dict[str, Thread]) -> Thread | None:
     ids = reference_keys(msg)
     for message_id in ids:
         if message_id in recent:
@@ -87,9 +90,9 @@ def _thread_by_reference(session: Session, msg: ParsedMessage, known: KnownRefer
     # The thread of the newest logged message referred to; else a reply to our ack or escalation.
     logged = [known.logged[message_id] for message_id in ids if message_id in known.logged]
     if logged:
-        return session.get(Thread, max(logged, key=lambda found: found[0])[1])
+        return known.threads[max(logged, key=lambda found: found[0])[1]]
     ours = next((known.ours[message_id] for message_id in ids if message_id in known.ours), None)
-    return session.get(Thread, ours) if ours is not None else None
+    return known.threads[ours] if ours is not None else None
 
 
 def _thread_by_tag(session: Session, subject: str, tag: re.Pattern[str]) -> Thread | None:
