@@ -447,7 +447,7 @@ class DecodedHeaders(Mapping[str, tuple[str, ...]]):
         return name in self._raw
 
     def keys(self) -> KeysView[str]:
-        return self._raw.keys()  # the dict's own view: its set operations run in C (rules._has_any)
+        return self._raw.keys()  # the dict's own view: its membership test runs in C (rules._present)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._raw)
