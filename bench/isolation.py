@@ -8,7 +8,7 @@ APPEND → ack as in `latency`; sampling stops when A's backlog is all logged (o
 after. Target (issue 18): B's p50 and p99 within 0.3 s of the floor's.
 """
 
-import time
+from collections.abc import Callable
 
 from bench import ingest
 from bench.harness import Bench, percentile, sqlite_value, wait_until
@@ -28,14 +28,23 @@ LOGGED = "SELECT count(*) FROM messages"
 
 def sample_during_backlog(bench: Bench, b_user: str, database, backlog: int, process,
                           log_name: str | None = None) -> tuple[list[float], dict | None]:
-    """B's APPEND→ack times while A's backlog is logged; the lost sample's trace if one was lost.
+    """B's APPEND→ack times while A's backlog is logged (see `sample_while`)."""
+    def going(seconds: list[float]) -> bool:
+        return sqlite_value(database, LOGGED) - len(seconds) < backlog  # the samples are B's rows
+
+    return sample_while(bench, b_user, process, going, log_name)
+
+
+def sample_while(bench: Bench, b_user: str, process, going: Callable[[list[float]], bool],
+                 log_name: str | None = None, prefix: str = "iso") -> tuple[list[float], dict | None]:
+    """B's APPEND→ack times, one at a time while `going(samples so far)`; the lost sample's trace if one was lost.
 
     With `log_name`, the daemon's log: the trace then says what mailwatch logged about
     the lost mail and its ack (`lost_sample_trace`), read while the daemon still runs.
     """
     seconds: list[float] = []
-    with Appender(bench, b_user, "iso") as appender:
-        while len(seconds) < SAMPLES and sqlite_value(database, LOGGED) - len(seconds) < backlog:
+    with Appender(bench, b_user, prefix) as appender:
+        while len(seconds) < SAMPLES and going(seconds):
             if process.poll() is not None:
                 raise RuntimeError(f"mailwatch run exited with {process.returncode}")
             samples = measure(appender, bench.sink, 1, SAMPLE_GRACE_S, SAMPLE_GRACE_S)
@@ -93,7 +102,7 @@ def during_backlog(scenario: str, p50_label: str, p99_label: str, seconds: list[
     sides = {"timed_out": bool(lost) or not seconds, "floor_timed_out": floor.lost or not floor.seconds}
     return [
         Result(scenario, f"{p50_label} (n={len(seconds)})", "s", p50, floor_p50,
-               Target(round((floor_p50 or 0) + margin_s, 2), inclusive=False), details, **sides),
+               Target.above_floor(floor_p50, margin_s), details, **sides),
         Result(scenario, p99_label, "s", p99, floor_p99,
-               Target(round((floor_p99 or 0) + margin_s, 2), inclusive=False), **sides),
+               Target.above_floor(floor_p99, margin_s), **sides),
     ]

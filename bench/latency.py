@@ -222,6 +222,6 @@ def run(bench: Bench) -> list[Result]:
     lost = {"timed_out": mailwatch.lost, "floor_timed_out": floor.lost}
     return [
         Result(NAME, f"APPEND→ack median{label}", "s", median, floor_median,
-               Target(round((floor_median or 0) + MEDIAN_MARGIN_S, 2), inclusive=False), details, **lost),
+               Target.above_floor(floor_median, MEDIAN_MARGIN_S), details, **lost),
         Result(NAME, f"APPEND→ack p99{label}", "s", p99, floor_p99, P99_TARGET, **lost),
     ]

@@ -18,8 +18,8 @@ from datetime import timedelta
 from bench.corpus import CorpusSpec, now_utc
 from bench.harness import Bench, finish, sqlite_value, wait_until
 from bench.isolation import (FLOOR_BUDGET_S, FLOOR_SAMPLES, MARGIN_S, READY_TIMEOUT_S, SAMPLES, during_backlog,
-                             lost_trace)
-from bench.latency import QUICK_SAMPLES, SAMPLE_GRACE_S, Appender, measure, run_floor
+                             sample_while)
+from bench.latency import QUICK_SAMPLES, Appender, run_floor
 from bench.report import Result
 
 NAME = "outbox-isolation"
@@ -70,17 +70,12 @@ def run(bench: Bench) -> list[Result]:
     if queued < backlog // 2:
         raise RuntimeError(f"only {queued} of {backlog} acknowledgments were queued")
     config = write_config(bench, a_user, b_user, backlog, f"sqlite:///{database}", bench.sink.port)
-    seconds: list[float] = []
-    lost: dict | None = None
-    with bench.mailwatch("outbox-isolation-run", config, "run") as process:
+    with bench.mailwatch(f"{NAME}-run", config, "run") as process:
         if not wait_until(lambda: process.poll() is not None or sqlite_value(database, PENDING) < queued,
                           READY_TIMEOUT_S) or process.poll() is not None:
             raise RuntimeError(f"mailwatch run did not start sending (exit code {process.poll()})")
-        with Appender(bench, b_user, "obi") as appender:
-            while len(seconds) < SAMPLES and lost is None and sqlite_value(database, PENDING) > LAST_ROUND:
-                samples = measure(appender, bench.sink, 1, SAMPLE_GRACE_S, SAMPLE_GRACE_S)
-                seconds.extend(samples.seconds)
-                lost = lost_trace(bench, samples, "outbox-isolation-run") if samples.lost else None
+        seconds, lost = sample_while(bench, b_user, process, lambda _: sqlite_value(database, PENDING) > LAST_ROUND,
+                                     f"{NAME}-run", prefix="obi")
         pending_at_end = sqlite_value(database, PENDING)
     floor = run_floor(bench, QUICK_SAMPLES if bench.options.quick else FLOOR_SAMPLES, FLOOR_BUDGET_S)
     details = {"backlog_mails": backlog, "acks_queued": queued, "pending_when_sampling_ended": pending_at_end}

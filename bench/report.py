@@ -25,6 +25,11 @@ class Target:
             return None
         return measured <= self.limit if self.inclusive else measured < self.limit
 
+    @classmethod
+    def above_floor(cls, floor: float | None, margin: float) -> "Target":
+        """Under the floor's figure plus `margin` (a floor that timed out counts as 0)."""
+        return cls(round((floor or 0) + margin, 2), inclusive=False)
+
     def describe(self, unit: str) -> str:
         sign = "≤" if self.inclusive else "<"
         return f"{sign} {self.limit:g}× floor" if self.on_ratio else f"{sign} {self.limit:g} {unit}"
