@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from bench import isolation
 from bench.corpus import Generator
 from bench.ingest import backlog_spec
-from bench.latency import lost_sample_trace, measure, sample_generator, sample_mail
+from bench.latency import lost_sample_trace, sample_generator, sample_mail
 
 
 def test_no_sample_customer_writes_in_the_shared_backlog():
@@ -62,18 +62,3 @@ def test_a_lost_samples_ack_is_followed_to_the_sink(tmp_path):
     ]) + "\n")
     trace = lost_sample_trace(log, "<s@x>", datetime(2026, 12, 3, 8, 6, 49, tzinfo=UTC), 20.0)
     assert [e["event"] for e in trace["daemon_log"]] == ["ack_queued", "mail_sent"]
-
-
-class _Appender:
-    def append(self) -> str:
-        return "<never-answered@example>"
-
-
-class _Sink:
-    received: list = []
-
-
-def test_a_lost_sample_names_its_message_id():
-    samples = measure(_Appender(), _Sink(), count=2, budget_s=5.0, timeout_s=0.0)
-    assert samples.lost_message_id == "<never-answered@example>"
-    assert samples.lost_appended_at is not None

@@ -48,3 +48,9 @@ def test_a_lost_latency_sample_is_not_counted_as_a_measurement():
     assert samples.lost
     assert samples.seconds == []
     assert Samples().figures() == (None, None)
+
+
+def test_a_lost_sample_names_its_message_id():
+    samples = measure(_Appender(), _Sink(), count=2, budget_s=5.0, timeout_s=0.0)
+    assert samples.lost_message_id == "<never-answered@example>"
+    assert samples.lost_appended_at is not None
