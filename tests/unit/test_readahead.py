@@ -75,3 +75,11 @@ def test_leaving_early_waits_for_the_item_in_flight() -> None:
     with ReadAhead(iter(fetches)) as items:
         next(items)
     assert not fetches.busy and len(fetches.threads) == 2
+
+
+def test_without_read_ahead_every_item_is_made_by_the_caller():
+    # A one-batch sync: no worker thread is started to find that nothing follows.
+    fetches = Fetches(3)
+    with ReadAhead(iter(fetches), ahead=False) as items:
+        assert list(items) == [0, 1, 2]
+    assert fetches.threads == [threading.get_ident()] * 3

@@ -17,10 +17,15 @@ _END = object()  # what next() returns for an exhausted iterator, in the worker
 
 
 class ReadAhead(Generic[T]):
-    """Iterates `items` one item ahead, in a worker thread; a context manager that ends it."""
+    """Iterates `items` one item ahead, in a worker thread; a context manager that ends it.
 
-    def __init__(self, items: Iterator[T]) -> None:
+    `ahead=False` iterates them in the caller's thread: a sync of one batch, the daemon's
+    usual one, needs no worker to find out that no second batch comes.
+    """
+
+    def __init__(self, items: Iterator[T], ahead: bool = True) -> None:
         self._items = items
+        self._wanted = ahead
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: "Future[object] | None" = None
 
@@ -28,11 +33,13 @@ class ReadAhead(Generic[T]):
         return self
 
     def __next__(self) -> T:
-        # The first item is fetched here: a sync of one batch never starts a thread.
+        # The first item is fetched here, in the caller's thread.
         item = self._ahead.result() if self._ahead is not None else next(self._items, _END)
         self._ahead = None
         if item is _END:
             raise StopIteration
+        if not self._wanted:
+            return item  # type: ignore[return-value]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="mailwatch-readahead")
         self._ahead = self._pool.submit(next, self._items, _END)

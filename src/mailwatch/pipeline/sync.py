@@ -136,7 +136,8 @@ class FolderSync:
         """
         backlog = connection.new_uids(self._last_uid(ctx))
         seen = backlog[-1] if backlog else 0
-        with ReadAhead(connection.fetch_batches(backlog, self.batch_size)) as batches:
+        fetched = connection.fetch_batches(backlog, self.batch_size)
+        with ReadAhead(fetched, ahead=len(backlog) > self.batch_size) as batches:
             for batch in batches:  # the next batch is fetched while this one is stored
                 for logged in self.store_batch(ctx, batch):
                     report.count(logged)
