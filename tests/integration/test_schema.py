@@ -3,7 +3,7 @@
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from mailwatch.db.engine import Database
+from mailwatch.db.engine import SCHEMA_HEAD, Database
 from mailwatch.db.models import Base
 
 
@@ -37,4 +37,14 @@ def test_tickets_start_at_1001_on_every_backend(database_url):
             " ('m', 's', 'c@example.com', '', 'open', '2026-01-01', '2026-01-01', 1, 0, 0, '2026-01-01')"
         )
         assert connection.exec_driver_sql("SELECT id FROM threads").scalar() == 1001
+    db.dispose()
+
+
+def test_schema_head_is_the_newest_migration(sqlite_url):
+    # Starts trust SCHEMA_HEAD instead of loading alembic: a new migration must move it too.
+    db = Database(sqlite_url)
+    assert db.head_revision() == SCHEMA_HEAD
+    assert not db.at_head()  # empty: the fast path must not skip creating the schema
+    db.ensure_schema()
+    assert db.at_head() and db.schema_revision() == SCHEMA_HEAD
     db.dispose()

@@ -6,11 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +24,10 @@ SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=10000",  # wait for `mailwatch threads` etc. instead of failing
     "PRAGMA journal_size_limit=1048576",  # a checkpointed WAL shrinks back to 1 MiB: room on a small disk
 )
+# The newest migration. A start on a database already there (nearly every start) checks
+# only this and never imports alembic, a tenth of a second of every `mailwatch poll`;
+# tests/integration/test_schema.py holds it equal to alembic's own head.
+SCHEMA_HEAD = "0010"
 # SQLite's primary result codes that mean the disk, not the statement, failed.
 _DISK_FAULTS = ("SQLITE_FULL", "SQLITE_IOERR")
 
@@ -54,11 +54,19 @@ def create_db_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _alembic_config(engine_connection) -> AlembicConfig:
+def _alembic_config(engine_connection):
+    from alembic.config import Config as AlembicConfig  # imported only when needed: see SCHEMA_HEAD
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(packaged_dir("migrations")))
     config.attributes["connection"] = engine_connection
     return config
+
+
+def _scripts(engine_connection):
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(engine_connection))
 
 
 def create_private_file(path: Path) -> None:
@@ -115,23 +123,38 @@ class Database:
 
     def schema_revision(self) -> str | None:
         """The revision the database is at, or None for an empty database."""
+        from alembic.runtime.migration import MigrationContext
+
         self._make_sqlite_folder()
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def head_revision(self) -> str:
         with self.engine.connect() as connection:
-            script = ScriptDirectory.from_config(_alembic_config(connection))
-            return script.get_current_head()
+            return _scripts(connection).get_current_head()
 
     def upgrade(self) -> None:
         """Apply every migration up to this version's head."""
+        from alembic import command
+
         self._make_sqlite_folder()
         with self.engine.begin() as connection:
             command.upgrade(_alembic_config(connection), "head")
 
+    def at_head(self) -> bool:
+        """Whether the database is at SCHEMA_HEAD, read without alembic."""
+        self._make_sqlite_folder()
+        try:
+            with self.engine.connect() as connection:
+                stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except SQLAlchemyError:
+            return False  # no version table yet: an empty database, or not ours
+        return stored == [SCHEMA_HEAD]
+
     def ensure_schema(self) -> None:
         """Create the schema in an empty database; refuse one that does not match."""
+        if self.at_head():
+            return
         current, head = self.schema_revision(), self.head_revision()
         if current == head:
             return
@@ -140,8 +163,7 @@ class Database:
             self.upgrade()
             return
         with self.engine.connect() as connection:
-            script = ScriptDirectory.from_config(_alembic_config(connection))
-            known = {rev.revision for rev in script.walk_revisions()}
+            known = {rev.revision for rev in _scripts(connection).walk_revisions()}
         if current not in known:
             raise SchemaError(
                 f"the database schema ({current}) is newer than this mailwatch knows "
