@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import date
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-import holidays
 from pydantic import StrictStr, field_validator, model_validator
 
 from mailwatch.businesstime import MINUTES_PER_DAY, Calendar
@@ -54,14 +54,21 @@ class PublicHolidays(Model):
     @model_validator(mode="after")
     def _known_country(self) -> PublicHolidays:
         try:
-            holidays.country_holidays(self.country, subdiv=self.subdivision, years=2026)
+            _country_holidays(self.country, self.subdivision, 2026)
         except NotImplementedError as exc:
             raise problem(f"{exc} (see the `holidays` package's list of countries)") from None
         return self
 
     def dates(self) -> frozenset[date]:
         """The holidays over PUBLIC_HOLIDAY_YEARS."""
-        return frozenset(holidays.country_holidays(self.country, subdiv=self.subdivision, years=PUBLIC_HOLIDAY_YEARS))
+        return frozenset(_country_holidays(self.country, self.subdivision, PUBLIC_HOLIDAY_YEARS))
+
+
+def _country_holidays(country: str, subdivision: str | None, years: int | Iterable[int]) -> Mapping[date, str]:
+    # Imported on first use: the package costs every start 50 ms, and most teams set no public holidays.
+    import holidays
+
+    return holidays.country_holidays(country, subdiv=subdivision, years=years)
 
 
 class CalendarSettings(Model):
