@@ -17,12 +17,11 @@ from mailwatch.mail.rules import (
     staff_answer,
 )
 from mailwatch.pipeline.acks import Acknowledger, AckLedger, Received
-from mailwatch.pipeline.threads import KnownReferences, find_thread, known_references, open_thread
+from mailwatch.pipeline.threads import MAX_STORED_ID, KnownReferences, find_thread, known_references, open_thread
 from mailwatch.sla import IMAP_LOGIN, AnsweredVia, ClockPolicy, apply_message, mark_answered, skip_escalations
 
 log = structlog.get_logger(__name__)
 
-MAX_STORED_ID = 500  # matches the column; real Message-IDs are far shorter
 ANSWERED_FLAG = "\\Answered"  # set by mail clients on the message someone replied to
 
 
@@ -217,7 +216,7 @@ def _thread_for(
         if ctx.first_sync and ctx.backlog_age is not None and now - received_at > ctx.backlog_age:
             # Installed on a full inbox: show old conversations, but page nobody about them.
             skip_escalations(thread, ctx.policy)
-    if not new and thread.id is not None and _copy_in_thread(session, thread, parsed.message_id):
+    if not new and known.has_copy(thread, parsed.message_id):
         return thread, False  # the same mail in another folder (a Cc'd reply, its Sent copy): counted once
     sender = parsed.from_[0].address.lower() if parsed.from_ else None
     apply_message(thread, verdict, sender, received_at, ctx.policy, in_sent_folder=ctx.sent_folder,
@@ -229,11 +228,6 @@ def _may_join_by_tag(ctx: FolderContext, writer: Address | None, authentication:
     # Ticket numbers are guessable: once From can be authenticated, a customer's tag counts
     # only with an authenticated From (anyone can write the customer's address).
     return writer is None or not ctx.identity.authserv_ids or authentication.passed
-
-
-def _copy_in_thread(session: Session, thread: Thread, message_id: str) -> bool:
-    query = select(Message.id).where(Message.thread_id == thread.id, Message.message_id == message_id[:MAX_STORED_ID])
-    return session.scalar(query.limit(1)) is not None
 
 
 def _addresses(addresses: tuple[Address, ...]) -> str:

@@ -5,7 +5,7 @@ What a message does to its thread's clock is `sla`'s business; this module only 
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +16,7 @@ from mailwatch.db.models import Message, OutboxMail, Thread
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.sla import ClockPolicy, start_first_clock
 
+MAX_STORED_ID = 500  # matches the column; real Message-IDs are far shorter
 REFERENCES_LOOKED_UP = 50  # a References header can be long; the newest ids matter most
 
 
@@ -26,30 +27,38 @@ def ticket_pattern(prefix: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class KnownReferences:
-    """What a batch's In-Reply-To and References point to, found in three queries for the whole batch."""
+    """What a batch's messages point to, and which of them are logged already, in three queries per batch."""
 
     logged: dict[str, tuple[datetime, int]]  # a logged Message-ID → (received_at, thread) of its newest row
     ours: dict[str, int]  # one of our acknowledgments or escalations → its thread
     threads: dict[int, Thread]  # the threads of both, loaded at once
+    copies: frozenset[tuple[int, str]] = frozenset()  # (thread, Message-ID) of the batch's own mail logged before
+
+    def has_copy(self, thread: Thread, message_id: str) -> bool:
+        """Whether `thread` holds a logged mail with this Message-ID (its copy in another folder)."""
+        return (thread.id, message_id[:MAX_STORED_ID]) in self.copies
 
 
-def known_references(session: Session, messages: Iterable[ParsedMessage]) -> KnownReferences:
-    """The threads the messages' references lead to (one lookup per batch, not per message)."""
+def known_references(session: Session, messages: Sequence[ParsedMessage]) -> KnownReferences:
+    """The threads the messages' references lead to, and their copies logged before (per batch, not message)."""
     ids = {key for msg in messages for key in reference_keys(msg)}
-    if not ids:
-        return KnownReferences({}, {}, {})
+    own = {msg.message_id[:MAX_STORED_ID] for msg in messages}
     logged: dict[str, tuple[datetime, int]] = {}
+    copies: set[tuple[int, str]] = set()
     rows = session.execute(select(Message.message_id, Message.received_at, Message.thread_id)
-                           .where(Message.message_id.in_(ids), Message.thread_id.is_not(None)))
+                           .where(Message.message_id.in_(ids | own), Message.thread_id.is_not(None)))
     for message_id, received_at, thread_id in rows:
-        if message_id not in logged or received_at > logged[message_id][0]:
+        if message_id in own:
+            copies.add((thread_id, message_id))
+        if message_id in ids and (message_id not in logged or received_at > logged[message_id][0]):
             logged[message_id] = (received_at, thread_id)
     ours = dict(session.execute(select(OutboxMail.message_id, OutboxMail.thread_id)
-                                .where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None))).all())
+                                .where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None))).all()) \
+        if ids else {}
     wanted = {thread_id for _received_at, thread_id in logged.values()} | set(ours.values())
     threads = {thread.id: thread for thread in session.scalars(select(Thread).where(Thread.id.in_(wanted)))} \
         if wanted else {}
-    return KnownReferences(logged, ours, threads)
+    return KnownReferences(logged, ours, threads, frozenset(copies))
 
 
 def find_thread(
