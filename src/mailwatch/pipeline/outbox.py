@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 import structlog
-from sqlalchemy import Update, bindparam, func, or_, select, update
+from sqlalchemy import Insert, Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -55,6 +55,14 @@ def _claimed_rows(**values: object) -> Update:
             .values(**values).returning(OUTBOX.c.id))
 
 
+def _insert_new(insert: Callable[..., Insert]) -> Insert:
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT, inserted or not.
+    return insert(OUTBOX).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OUTBOX.c.id)
+
+
+# Built once per dialect, a Core INSERT: the ORM's bulk path and a fresh `values()` for each
+# ack cost a quarter of what queueing an acknowledgment costs.
+ENQUEUE = {"sqlite": _insert_new(sqlite.insert), "postgresql": _insert_new(postgresql.insert)}
 MARK_SENDING = _claimed_rows(sending_since=bindparam("now"))  # about to be handed over
 RECORD_SENT = _claimed_rows(status=SENT, sent_at=bindparam("now"), last_error=None, **RELEASED)
 RECORD_DEFERRED = _claimed_rows(status=bindparam("status"), attempts=bindparam("attempts"),
@@ -90,16 +98,13 @@ def enqueue(
     """
     if isinstance(message, EmailMessage):  # hand-built mail (tests); ours is composed already
         message = ComposedMail(message["Message-ID"], str(message["Subject"] or ""), message.as_bytes(policy=SMTP))
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    statement = dialect.insert(OutboxMail).values(
-        kind=kind, dedupe_key=dedupe_key, thread_id=thread_id, message_id=message.message_id,
-        recipient=recipient, envelope_from=envelope_from, subject=message.subject,
-        content=message.content, status=status, attempts=0, source_domain=source_domain,
-        recipient_key=recipient_key,
-        next_attempt_at=now, created_at=now,
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMail.id)
-    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT, inserted or not.
-    return session.execute(statement).first() is not None
+    row = {
+        "kind": kind, "dedupe_key": dedupe_key, "thread_id": thread_id, "message_id": message.message_id,
+        "recipient": recipient, "envelope_from": envelope_from, "subject": message.subject,
+        "content": message.content, "status": status, "attempts": 0, "source_domain": source_domain,
+        "recipient_key": recipient_key, "next_attempt_at": now, "created_at": now,
+    }
+    return session.execute(ENQUEUE[session.get_bind().dialect.name], row).first() is not None
 
 
 @dataclass(frozen=True)
