@@ -1,10 +1,12 @@
 """The migrations and the models describe the same schema, on SQLite and PostgreSQL."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from mailwatch.db.engine import SCHEMA_HEAD, Database
 from mailwatch.db.models import Base
+from mailwatch.errors import SchemaError
 
 
 def test_migrated_schema_matches_the_models(database_url):
@@ -40,11 +42,29 @@ def test_tickets_start_at_1001_on_every_backend(database_url):
     db.dispose()
 
 
-def test_schema_head_is_the_newest_migration(sqlite_url):
+
+def test_schema_head_is_the_newest_migration(database_url):
     # Starts trust SCHEMA_HEAD instead of loading alembic: a new migration must move it too.
-    db = Database(sqlite_url)
+    db = Database(database_url)
     assert db.head_revision() == SCHEMA_HEAD
-    assert not db.at_head()  # empty: the fast path must not skip creating the schema
+    db.dispose()
+
+
+def test_an_empty_database_gets_the_schema_despite_the_fast_path(database_url):
+    db = Database(database_url)
+    assert not db.at_head()
     db.ensure_schema()
     assert db.at_head() and db.schema_revision() == SCHEMA_HEAD
+    db.dispose()
+
+
+def test_a_database_at_an_older_schema_is_refused(database_url):
+    # What a stale fast path would let through: the daemon running on last version's tables.
+    db = Database(database_url)
+    db.ensure_schema()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0009'")
+    assert not db.at_head()
+    with pytest.raises(SchemaError, match="older than this mailwatch"):
+        db.ensure_schema()
     db.dispose()

@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import Engine, create_engine, event, text
@@ -13,6 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailwatch.errors import SchemaError, TransientError
 from mailwatch.resources import packaged_dir
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
 
 log = structlog.get_logger(__name__)
 
@@ -25,8 +30,9 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_size_limit=1048576",  # a checkpointed WAL shrinks back to 1 MiB: room on a small disk
 )
 # The newest migration. A start on a database already there (nearly every start) checks
-# only this and never imports alembic, a tenth of a second of every `mailwatch poll`;
-# tests/integration/test_schema.py holds it equal to alembic's own head.
+# only this and never imports alembic, a tenth of a second of every `mailwatch poll`: the
+# module's alembic imports are local for that reason. tests/integration/test_schema.py
+# holds it equal to alembic's own head.
 SCHEMA_HEAD = "0010"
 # SQLite's primary result codes that mean the disk, not the statement, failed.
 _DISK_FAULTS = ("SQLITE_FULL", "SQLITE_IOERR")
@@ -54,8 +60,8 @@ def create_db_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _alembic_config(engine_connection):
-    from alembic.config import Config as AlembicConfig  # imported only when needed: see SCHEMA_HEAD
+def _alembic_config(engine_connection) -> "AlembicConfig":
+    from alembic.config import Config as AlembicConfig
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(packaged_dir("migrations")))
@@ -63,7 +69,7 @@ def _alembic_config(engine_connection):
     return config
 
 
-def _scripts(engine_connection):
+def _scripts(engine_connection) -> "ScriptDirectory":
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config(engine_connection))
@@ -144,11 +150,10 @@ class Database:
     def at_head(self) -> bool:
         """Whether the database is at SCHEMA_HEAD, read without alembic."""
         self._make_sqlite_folder()
-        try:
-            with self.engine.connect() as connection:
-                stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-        except SQLAlchemyError:
-            return False  # no version table yet: an empty database, or not ours
+        with self.engine.connect() as connection:
+            if not connection.dialect.has_table(connection, "alembic_version"):
+                return False  # an empty database: alembic creates the schema
+            stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         return stored == [SCHEMA_HEAD]
 
     def ensure_schema(self) -> None:

@@ -27,12 +27,12 @@ def ticket_pattern(prefix: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class KnownReferences:
-    """What a batch's messages point to, and which of them are logged already, in three queries per batch."""
+    """What a batch's messages point to, and which threads hold a copy of them, in three queries per batch."""
 
     logged: dict[str, tuple[datetime, int]]  # a logged Message-ID → (received_at, thread) of its newest row
     ours: dict[str, int]  # one of our acknowledgments or escalations → its thread
     threads: dict[int, Thread]  # the threads of both, loaded at once
-    copies: frozenset[tuple[int, str]] = frozenset()  # (thread, Message-ID) of the batch's own mail logged before
+    copies: frozenset[tuple[int, str]]  # (thread, Message-ID) of the batch's own mail logged before
 
     def has_copy(self, thread: Thread, message_id: str) -> bool:
         """Whether `thread` holds a logged mail with this Message-ID (its copy in another folder)."""
@@ -42,7 +42,18 @@ class KnownReferences:
 def known_references(session: Session, messages: Sequence[ParsedMessage]) -> KnownReferences:
     """The threads the messages' references lead to, and their copies logged before (per batch, not message)."""
     ids = {key for msg in messages for key in reference_keys(msg)}
-    own = {msg.message_id[:MAX_STORED_ID] for msg in messages}
+    logged, copies = _logged_and_copies(session, ids, {msg.message_id[:MAX_STORED_ID] for msg in messages})
+    ours = _our_mail(session, ids)
+    wanted = {thread_id for _received_at, thread_id in logged.values()} | set(ours.values())
+    threads = {thread.id: thread for thread in session.scalars(select(Thread).where(Thread.id.in_(wanted)))} \
+        if wanted else {}
+    return KnownReferences(logged, ours, threads, copies)
+
+
+def _logged_and_copies(session: Session, ids: set[str], own: set[str]) \
+        -> tuple[dict[str, tuple[datetime, int]], frozenset[tuple[int, str]]]:
+    # One query for both: the newest logged row of each referenced id, and the threads
+    # already holding one of the batch's own Message-IDs.
     logged: dict[str, tuple[datetime, int]] = {}
     copies: set[tuple[int, str]] = set()
     rows = session.execute(select(Message.message_id, Message.received_at, Message.thread_id)
@@ -52,13 +63,15 @@ def known_references(session: Session, messages: Sequence[ParsedMessage]) -> Kno
             copies.add((thread_id, message_id))
         if message_id in ids and (message_id not in logged or received_at > logged[message_id][0]):
             logged[message_id] = (received_at, thread_id)
-    ours = dict(session.execute(select(OutboxMail.message_id, OutboxMail.thread_id)
-                                .where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None))).all()) \
-        if ids else {}
-    wanted = {thread_id for _received_at, thread_id in logged.values()} | set(ours.values())
-    threads = {thread.id: thread for thread in session.scalars(select(Thread).where(Thread.id.in_(wanted)))} \
-        if wanted else {}
-    return KnownReferences(logged, ours, threads, frozenset(copies))
+    return logged, frozenset(copies)
+
+
+def _our_mail(session: Session, ids: set[str]) -> dict[str, int]:
+    """Which of `ids` are our acknowledgments or escalations, and their threads."""
+    if not ids:
+        return {}
+    return dict(session.execute(select(OutboxMail.message_id, OutboxMail.thread_id)
+                                .where(OutboxMail.message_id.in_(ids), OutboxMail.thread_id.is_not(None))).all())
 
 
 def find_thread(
