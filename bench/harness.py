@@ -18,11 +18,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -39,6 +39,8 @@ POLL_INTERVAL_ENV = "MAILWATCH_BENCH_POLL_INTERVAL"  # the daemon's poll_interva
 DEFAULT_POLL_INTERVAL = "60s"  # what an operator sets; IDLE, once in, makes it irrelevant
 WAIT_STEP_S = 0.02  # how often conditions are polled while waiting
 RSS_SAMPLE_S = 0.05  # how often /proc/PID/status is read while a process runs
+THROUGHPUT_ROUNDS = 3  # mailwatch/floor pairs of `ingest` and `acks` (see `median_round`)
+T = TypeVar("T")
 
 LOGGING_SECTION = """
 [logging]
@@ -127,6 +129,21 @@ def percentile(values: list[float], share: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
+
+
+def rounds(options: "Options") -> int:
+    """How many mailwatch/floor pairs a throughput scenario runs, one after the other."""
+    return 1 if options.quick else THROUGHPUT_ROUNDS
+
+
+def median_round(pairs: Sequence[T], ratio: Callable[[T], float]) -> T:
+    """The pair whose mailwatch/floor ratio is the median.
+
+    The two sides of a pair run back to back, so the machine's drift (this 2-core VM's
+    speed changed by a third within minutes) mostly cancels within a pair; the median
+    pair keeps one round on a slow or fast moment from deciding the table.
+    """
+    return sorted(pairs, key=ratio)[len(pairs) // 2]
 
 
 def proc_status_kb(pid: int, field_name: str) -> int | None:
