@@ -1,5 +1,8 @@
 """The migrations and the models describe the same schema, on SQLite and PostgreSQL."""
 
+import subprocess
+import sys
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -42,7 +45,6 @@ def test_tickets_start_at_1001_on_every_backend(database_url):
     db.dispose()
 
 
-
 def test_schema_head_is_the_newest_migration(database_url):
     # Starts trust SCHEMA_HEAD instead of loading alembic: a new migration must move it too.
     db = Database(database_url)
@@ -52,9 +54,9 @@ def test_schema_head_is_the_newest_migration(database_url):
 
 def test_an_empty_database_gets_the_schema_despite_the_fast_path(database_url):
     db = Database(database_url)
-    assert not db.at_head()
+    assert db.schema_revision() is None
     db.ensure_schema()
-    assert db.at_head() and db.schema_revision() == SCHEMA_HEAD
+    assert db.schema_revision() == SCHEMA_HEAD
     db.dispose()
 
 
@@ -64,7 +66,27 @@ def test_a_database_at_an_older_schema_is_refused(database_url):
     db.ensure_schema()
     with db.engine.begin() as connection:
         connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0009'")
-    assert not db.at_head()
+    assert db.schema_revision() == "0009"
     with pytest.raises(SchemaError, match="older than this mailwatch"):
         db.ensure_schema()
     db.dispose()
+
+
+def test_a_database_recording_two_revisions_is_refused(database_url):
+    # alembic's branches can leave two rows; our migrations never do, so it is not our database.
+    db = Database(database_url)
+    db.ensure_schema()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES ('0009')")
+    with pytest.raises(SchemaError, match="several schema revisions"):
+        db.ensure_schema()
+    db.dispose()
+
+
+def test_a_start_on_a_current_database_does_not_load_alembic(sqlite_url):
+    # The point of SCHEMA_HEAD: a module-level alembic import anywhere on this path costs every poll 0.1 s.
+    Database(sqlite_url).ensure_schema()
+    probe = ("import sys; from mailwatch.db.engine import Database; "
+             f"Database({sqlite_url!r}).ensure_schema(); print(sorted(m for m in sys.modules if m.startswith('alembic')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
