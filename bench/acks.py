@@ -28,7 +28,7 @@ def ack_spec(count: int) -> CorpusSpec:
     return CorpusSpec(count=count, seed=2, end=now_utc(), span=ARRIVAL_SPAN, distinct_senders=True, prefix="a")
 
 
-def run_mailwatch(bench: Bench, user: str, count: int, name: str = "acks") -> tuple[float, float, list[int]]:
+def run_mailwatch(bench: Bench, user: str, count: int, name: str) -> tuple[float, float, list[int]]:
     """Seconds from spawning `mailwatch poll` until `count` acks reached the sink; its CPU seconds; ack sizes."""
     config = bench.write_config(name, user=user, database=bench.sqlite_url(name), ack=True, max_age=MAX_AGE,
                                 max_per_hour=count * 2)

@@ -54,7 +54,7 @@ def poll(bench: Bench, user: str, name: str) -> Run:
     return Run(watch.elapsed_s, cpu.seconds, bench.root / "db" / f"{name}.db")
 
 
-def run_mailwatch(bench: Bench, user: str, expected: int, name: str = "ingest") -> Run:
+def run_mailwatch(bench: Bench, user: str, expected: int, name: str) -> Run:
     """`mailwatch poll` logging the whole folder (checked in its database)."""
     run = poll(bench, user, name)
     logged = sqlite_value(run.database, "SELECT count(*) FROM messages")

@@ -16,7 +16,7 @@ from mailwatch.db.models import Message, OutboxMail, Thread
 from mailwatch.mail.parse import Address, ParsedMessage
 from mailwatch.sla import ClockPolicy, start_first_clock
 
-MAX_STORED_ID = 500  # matches the column; real Message-IDs are far shorter
+MAX_STORED_ID = Message.__table__.c.message_id.type.length  # longer ids are stored cut; real ones are far shorter
 REFERENCES_LOOKED_UP = 50  # a References header can be long; the newest ids matter most
 
 
