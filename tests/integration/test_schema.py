@@ -60,12 +60,18 @@ def test_an_empty_database_gets_the_schema_despite_the_fast_path(database_url):
     db.dispose()
 
 
-def test_a_database_at_an_older_schema_is_refused(database_url):
-    # What a stale fast path would let through: the daemon running on last version's tables.
+def _with_version_rows(database_url: str, statement: str) -> Database:
+    """A database at this schema whose alembic_version was then changed by `statement`."""
     db = Database(database_url)
     db.ensure_schema()
     with db.engine.begin() as connection:
-        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0009'")
+        connection.exec_driver_sql(statement)
+    return db
+
+
+def test_a_database_at_an_older_schema_is_refused(database_url):
+    # What a stale fast path would let through: the daemon running on last version's tables.
+    db = _with_version_rows(database_url, "UPDATE alembic_version SET version_num = '0009'")
     assert db.schema_revision() == "0009"
     with pytest.raises(SchemaError, match="older than this mailwatch"):
         db.ensure_schema()
@@ -74,10 +80,7 @@ def test_a_database_at_an_older_schema_is_refused(database_url):
 
 def test_a_database_recording_two_revisions_is_refused(database_url):
     # alembic's branches can leave two rows; our migrations never do, so it is not our database.
-    db = Database(database_url)
-    db.ensure_schema()
-    with db.engine.begin() as connection:
-        connection.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES ('0009')")
+    db = _with_version_rows(database_url, "INSERT INTO alembic_version (version_num) VALUES ('0009')")
     with pytest.raises(SchemaError, match="several schema revisions"):
         db.ensure_schema()
     db.dispose()
